@@ -1,0 +1,47 @@
+import { join } from 'node:path';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import type { ServeConfig } from './config.js';
+import { loadBaseline } from './model/baseline.js';
+import { OnnxModel } from './model/session.js';
+import healthRoutes from './routes/health.js';
+import metricsRoutes from './routes/metrics.js';
+import predictRoutes from './routes/predict.js';
+import { createWatch, type Watch, type WatchOptions } from './watch.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    watch: Watch;
+  }
+}
+
+export type AppOptions = WatchOptions;
+
+/**
+ * Builds the server without listening (cli.ts listens; tests inject). Loading the baseline and
+ * the model, and the warm-up prediction, happen here, so a bad model dir fails before any port opens.
+ */
+export async function buildApp(config: ServeConfig, options: AppOptions = {}): Promise<FastifyInstance> {
+  const baseline = await loadBaseline(join(config.modelDir, 'baseline.json'));
+  const model = await OnnxModel.load(join(config.modelDir, 'model.onnx'), baseline.features.length);
+  const app = Fastify({
+    logger: { level: config.logLevel },
+    bodyLimit: config.bodyLimit,
+    // One log line per request would cost more than the monitoring itself; errors are still logged.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Input is validated exactly as sent: no coercion of "12" to 12, no silent dropping of unknown keys.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+  });
+  let watch: Watch;
+  try {
+    watch = createWatch(config, baseline, model, app.log, options);
+  } catch (err) {
+    await model.close();
+    throw err;
+  }
+  app.decorate('watch', watch);
+  app.addHook('onClose', async () => watch.close());
+  await app.register(healthRoutes);
+  await app.register(metricsRoutes);
+  await app.register(predictRoutes);
+  return app;
+}

@@ -1,0 +1,29 @@
+import createError from '@fastify/error';
+
+/**
+ * The one catalogue of coded errors. Codes are stable: users grep logs and match API answers on
+ * them, so a code is never renamed, only added.
+ */
+
+// Start-up and configuration: the process refuses to start and says which value or file to fix.
+export const ConfigInvalidError = createError('MW_ERR_CONFIG_INVALID', 'invalid option %s: %s', 500);
+export const ModelMissingError = createError('MW_ERR_MODEL_MISSING', 'model file %s does not exist: %s', 500);
+export const ModelCorruptError = createError('MW_ERR_MODEL_CORRUPT', 'model file %s cannot be loaded: %s', 500);
+export const ModelShapeError = createError('MW_ERR_MODEL_SHAPE', 'model %s has an unsupported shape: %s', 500);
+export const BaselineMissingError = createError('MW_ERR_BASELINE_MISSING', 'baseline file %s does not exist: %s', 500);
+export const BaselineInvalidError = createError('MW_ERR_BASELINE_INVALID', 'baseline file %s is not usable: %s', 500);
+export const CsvHeaderMismatchError = createError('MW_ERR_CSV_HEADER_MISMATCH', 'feature log %s has another header: %s', 500);
+export const DataInvalidError = createError('MW_ERR_DATA_INVALID', '%s: %s', 500);
+
+// Request errors: the body says which field is wrong and what was expected.
+export const InvalidInputError = createError('MW_ERR_INVALID_INPUT', '%s', 400);
+export const MalformedJsonError = createError('MW_ERR_MALFORMED_JSON', 'body is not valid JSON: %s', 400);
+export const EmptyBodyError = createError('MW_ERR_EMPTY_BODY', 'body is empty; send {"features": [...]} or {"instances": [[...], ...]}', 400);
+export const BodyTooLargeError = createError('MW_ERR_BODY_TOO_LARGE', 'request body is larger than the limit of %d bytes; split the batch or raise --body-limit', 413);
+export const UnsupportedMediaTypeError = createError('MW_ERR_UNSUPPORTED_MEDIA_TYPE', 'content-type must be application/json, got %s', 415);
+export const ModelNotFoundError = createError('MW_ERR_MODEL_NOT_FOUND', 'no model named %s; this server serves %s', 404);
+
+// Serving errors: the request was valid, the model or an upstream failed.
+export const ModelOutputError = createError('MW_ERR_MODEL_OUTPUT', 'model output has an unexpected shape: %s', 500);
+export const InferenceFailedError = createError('MW_ERR_INFERENCE_FAILED', 'inference failed: %s', 500);
+export const NotReadyError = createError('MW_ERR_NOT_READY', 'model is not ready: %s', 503);

@@ -1,0 +1,54 @@
+import { parseFile } from 'fast-csv';
+import { DataInvalidError } from '../errors.js';
+
+export interface NumericCsv {
+  /** Header names, in file order. */
+  columns: string[];
+  /** Row-major numbers of one row at a time, with its line number (header is line 1). */
+  rows: AsyncGenerator<{ values: Float64Array; line: number }>;
+}
+
+/**
+ * Streams a numeric CSV with fast-csv in bounded memory. Every value must be a finite number: a
+ * missing or non-numeric one is an error naming the file, the line and the column.
+ */
+export async function readNumericCsv(file: string): Promise<NumericCsv> {
+  const stream = parseFile(file, { headers: false, ignoreEmpty: true, trim: true });
+  const iterator = stream[Symbol.asyncIterator]() as AsyncIterator<string[]>;
+  let first: IteratorResult<string[]>;
+  try {
+    first = await iterator.next();
+  } catch (cause) {
+    throw new DataInvalidError(file, `cannot read: ${(cause as Error).message}`, { cause });
+  }
+  if (first.done) throw new DataInvalidError(file, 'is empty; expected a header line and rows');
+  const columns = first.value;
+  async function* rows() {
+    let line = 1;
+    const values = new Float64Array(columns.length);
+    for (;;) {
+      let next: IteratorResult<string[]>;
+      try {
+        next = await iterator.next();
+      } catch (cause) {
+        throw new DataInvalidError(file, `line ${line + 1}: ${(cause as Error).message}`, { cause });
+      }
+      if (next.done) return;
+      line++;
+      const cells = next.value;
+      if (cells.length !== columns.length) {
+        throw new DataInvalidError(file, `line ${line} has ${cells.length} values, the header has ${columns.length}`);
+      }
+      for (let c = 0; c < columns.length; c++) {
+        const cell = cells[c]!;
+        const v = cell === '' ? Number.NaN : Number(cell);
+        if (!Number.isFinite(v)) {
+          throw new DataInvalidError(file, `line ${line}, column ${c + 1} ("${columns[c]}"): ${cell === '' ? 'missing value' : `"${cell.slice(0, 40)}" is not a finite number`}`);
+        }
+        values[c] = v;
+      }
+      yield { values, line };
+    }
+  }
+  return { columns, rows: rows() };
+}

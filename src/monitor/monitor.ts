@@ -1,0 +1,141 @@
+import type { Baseline } from '../model/baseline.js';
+import { RollingMeans } from './rolling.js';
+
+export const outlierReasons = ['above_max', 'below_min', 'non_finite'] as const;
+export type OutlierReason = (typeof outlierReasons)[number];
+export const rangeSides = ['below_min', 'above_max'] as const;
+
+/**
+ * The per-row monitoring state, in plain typed arrays: a prom-client call costs ~0.3 us, so per
+ * row and feature we only touch arrays here, and the metrics module reads them at scrape time.
+ */
+export class Monitor {
+  readonly width: number;
+  readonly featureWindow: RollingMeans;
+  readonly predictionWindow: RollingMeans;
+  /** Cumulative counts, [feature * 2 + side] with side 0 = below_min, 1 = above_max. */
+  readonly outOfRange: Float64Array;
+  /** Cumulative counts by outlierReasons index. */
+  readonly outliers = new Float64Array(outlierReasons.length);
+  /** First bin of each feature in the flat bin arrays; binStart[width] is the total bin count. */
+  readonly binStart: Int32Array;
+  /** Cumulative rows per (feature, bin): model_feature_bin_total. */
+  readonly binTotals: Float64Array;
+  /** Rows per (feature, bin) inside the rolling window, for the in-process PSI. */
+  readonly binWindow: Float64Array;
+  /** Prediction histogram: counts per bucket (last is +Inf, not cumulative), sum and count. */
+  readonly predictionBuckets: Float64Array;
+  predictionSum = 0;
+  predictionCount = 0;
+
+  private readonly mins: Float64Array;
+  private readonly maxs: Float64Array;
+  private readonly edges: Float64Array[];
+  private readonly binRing: Uint16Array;
+
+  constructor(
+    readonly baseline: Baseline,
+    window: number,
+    readonly bucketBounds: readonly number[],
+    private readonly predictionMin: number,
+    private readonly predictionMax: number,
+  ) {
+    const features = baseline.features;
+    this.width = features.length;
+    this.featureWindow = new RollingMeans(this.width, window);
+    this.predictionWindow = new RollingMeans(1, window);
+    this.outOfRange = new Float64Array(this.width * 2);
+    this.mins = Float64Array.from(features, (f) => f.min);
+    this.maxs = Float64Array.from(features, (f) => f.max);
+    this.edges = features.map((f) => Float64Array.from(f.bin_edges));
+    this.binStart = new Int32Array(this.width + 1);
+    features.forEach((f, i) => (this.binStart[i + 1] = this.binStart[i]! + f.bin_edges.length + 1));
+    this.binTotals = new Float64Array(this.binStart[this.width]!);
+    this.binWindow = new Float64Array(this.binStart[this.width]!);
+    this.binRing = new Uint16Array(window * this.width);
+    this.predictionBuckets = new Float64Array(bucketBounds.length + 1);
+  }
+
+  /**
+   * Records `rows` accepted rows (row-major `features`) and their predictions.
+   * Returns how many predictions were outliers.
+   */
+  record(features: Float64Array, predictions: ArrayLike<number>, rows: number): number {
+    const { width, mins, maxs, outOfRange, edges, binStart, binTotals, binWindow, binRing } = this;
+    let outlierCount = 0;
+    for (let r = 0; r < rows; r++) {
+      const offset = r * width;
+      const ringBase = this.featureWindow.slot * width;
+      const evicting = this.featureWindow.full;
+      for (let f = 0; f < width; f++) {
+        const v = features[offset + f]!;
+        if (v < mins[f]!) outOfRange[f * 2]!++;
+        else if (v > maxs[f]!) outOfRange[f * 2 + 1]!++;
+        const bin = binStart[f]! + binIndex(edges[f]!, v);
+        binTotals[bin]!++;
+        if (evicting) binWindow[binRing[ringBase + f]!]!--;
+        binWindow[bin]!++;
+        binRing[ringBase + f] = bin;
+      }
+      this.featureWindow.push(features, offset);
+      outlierCount += this.recordPrediction(predictions[r]!);
+    }
+    return outlierCount;
+  }
+
+  private recordPrediction(p: number): number {
+    if (!Number.isFinite(p)) {
+      this.outliers[2]!++;
+      return 1;
+    }
+    this.predictionWindow.push([p], 0);
+    const bounds = this.bucketBounds;
+    let b = 0;
+    while (b < bounds.length && p > bounds[b]!) b++;
+    this.predictionBuckets[b]!++;
+    this.predictionSum += p;
+    this.predictionCount++;
+    if (p > this.predictionMax) {
+      this.outliers[0]!++;
+      return 1;
+    }
+    if (p < this.predictionMin) {
+      this.outliers[1]!++;
+      return 1;
+    }
+    return 0;
+  }
+
+  /** PSI of the window's bin shares against the baseline's, smoothed (see psi()). */
+  windowPsi(feature: number): number {
+    const n = this.featureWindow.rows;
+    if (n === 0) return Number.NaN;
+    const start = this.binStart[feature]!;
+    const counts = this.binWindow.subarray(start, this.binStart[feature + 1]);
+    return psi(counts, n, this.baseline.features[feature]!.bin_ratios);
+  }
+}
+
+/** Number of edges <= v: the bin of DESIGN.md. Edges are few (k - 1, k ~ 10), so a scan beats a search. */
+export function binIndex(edges: Float64Array, v: number): number {
+  let i = 0;
+  while (i < edges.length && v >= edges[i]!) i++;
+  return i;
+}
+
+/**
+ * Population stability index, sum over bins of (a - e) * ln(a / e). An empty window bin would
+ * make ln(0), so window shares get half a row of additive smoothing per bin:
+ * a_i = (c_i + 0.5) / (n + 0.5 k). The fleet-wide recording rule uses the same formula.
+ */
+export const PSI_SMOOTHING = 0.5;
+export function psi(counts: ArrayLike<number>, n: number, expected: readonly number[]): number {
+  const k = expected.length;
+  let total = 0;
+  for (let i = 0; i < k; i++) {
+    const a = (counts[i]! + PSI_SMOOTHING) / (n + PSI_SMOOTHING * k);
+    const e = expected[i]!;
+    total += (a - e) * Math.log(a / e);
+  }
+  return total;
+}

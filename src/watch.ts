@@ -1,0 +1,73 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyBaseLogger } from 'fastify';
+import type { ServeConfig } from './config.js';
+import type { Baseline } from './model/baseline.js';
+import { predictionBuckets } from './model/baseline.js';
+import type { OnnxModel } from './model/session.js';
+import { FeatureLog, type OpenSink } from './monitor/feature-log.js';
+import { createMetrics, type Metrics } from './monitor/metrics.js';
+import { Monitor } from './monitor/monitor.js';
+import { RateLimitedWarn } from './monitor/rate-limited-log.js';
+
+/** What the server knows about its model and everything it has seen: the app's one piece of state. */
+export interface Watch {
+  readonly config: ServeConfig;
+  readonly baseline: Baseline;
+  readonly featureNames: readonly string[];
+  readonly model: OnnxModel;
+  readonly monitor: Monitor;
+  readonly metrics: Metrics;
+  readonly featureLog: FeatureLog | undefined;
+  /** Records an accepted prediction of `rows` rows everywhere it belongs, once. */
+  record(features: Float64Array, predictions: Float32Array, rows: number): RecordedIds;
+  close(): Promise<void>;
+}
+
+export interface RecordedIds {
+  /** One id for the request: the CSV row's id. */
+  requestId: string;
+  /** One id per row: the request id itself for a single row, `<request id>.<row>` in a batch. */
+  rowIds: string[];
+}
+
+export interface WatchOptions {
+  /** Replaces the feature log's file stream, for fault tests (a disk that fills up). */
+  openFeatureLogSink?: OpenSink;
+}
+
+export function createWatch(config: ServeConfig, baseline: Baseline, model: OnnxModel, log: FastifyBaseLogger, options: WatchOptions = {}): Watch {
+  const featureNames = baseline.features.map((f) => f.name);
+  const monitor = new Monitor(baseline, config.window, predictionBuckets(baseline), config.predictionMin, config.predictionMax);
+  const featureLog = config.csv === '' ? undefined : new FeatureLog(config.csv, baseline.model, baseline.version, featureNames, log, options.openFeatureLogSink);
+  const noLog = { rowsWritten: 0, rowErrors: 0 };
+  const metrics = createMetrics(baseline, monitor, featureLog ?? noLog);
+  const outlierWarn = new RateLimitedWarn(log, config.outlierLogPerMinute);
+
+  return {
+    config,
+    baseline,
+    featureNames,
+    model,
+    monitor,
+    metrics,
+    featureLog,
+    record(features, predictions, rows) {
+      const requestId = randomUUID();
+      const rowIds = rows === 1 ? [requestId] : Array.from({ length: rows }, (_, r) => `${requestId}.${r}`);
+      const outliers = monitor.record(features, predictions, rows);
+      if (outliers > 0) {
+        outlierWarn.warn(
+          { id: requestId, outliers, rows, min: config.predictionMin, max: config.predictionMax },
+          'prediction outside the configured bounds',
+        );
+      }
+      featureLog?.append(requestId, features, predictions, rows);
+      metrics.countRequest('ok');
+      return { requestId, rowIds };
+    },
+    async close() {
+      await featureLog?.close();
+      await model.close();
+    },
+  };
+}
