@@ -24,7 +24,7 @@ export async function buildApp(config: ServeConfig, options: AppOptions = {}): P
   const baseline = await loadBaseline(join(config.modelDir, 'baseline.json'));
   const model = await OnnxModel.load(join(config.modelDir, 'model.onnx'), baseline.features.length);
   const app = Fastify({
-    logger: { level: config.logLevel },
+    logger: options.logStream ? { level: config.logLevel, stream: options.logStream } : { level: config.logLevel },
     bodyLimit: config.bodyLimit,
     // One log line per request would cost more than the monitoring itself; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
+import type { DestinationStream } from 'pino';
 import type { ServeConfig } from './config.js';
 import type { Baseline } from './model/baseline.js';
 import { predictionBuckets } from './model/baseline.js';
@@ -33,6 +34,8 @@ export interface RecordedIds {
 export interface WatchOptions {
   /** Replaces the feature log's file stream, for fault tests (a disk that fills up). */
   openFeatureLogSink?: OpenSink;
+  /** Where the server's pino log goes (default stdout); tests read it to check what is logged. */
+  logStream?: DestinationStream;
 }
 
 export function createWatch(config: ServeConfig, baseline: Baseline, model: OnnxModel, log: FastifyBaseLogger, options: WatchOptions = {}): Watch {

@@ -87,13 +87,15 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
   const invalidBy = Object.fromEntries(invalidReasons.map((reason) => [reason, invalid.labels({ ...id, reason })]));
   for (const child of Object.values(invalidBy)) child.inc(0);
 
-  const inference = new Histogram({
+  const inferenceHistogram = new Histogram({
     name: 'model_inference_duration_seconds',
     help: 'Time inside the model per request, in seconds.',
     labelNames: ['model', 'version'],
     buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [registry],
-  }).labels(id);
+  });
+  inferenceHistogram.zero(id);
+  const inference = inferenceHistogram.labels(id);
 
   register('model_prediction_value', 'Every prediction; buckets fitted to the baseline predictions.', 'histogram', () => {
     let cumulative = 0;

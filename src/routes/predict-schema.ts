@@ -55,6 +55,7 @@ const quote = (s: unknown): string => JSON.stringify(String(s).slice(0, 64));
 /** Turns the schema's first complaint into a closed-enum reason and a message naming the field. */
 export function explainValidation(error: FastifyError, body: unknown, names: readonly string[], maxBatchRows: number): { reason: InvalidReason; message: string } {
   if (body === undefined || body === null) return { reason: 'empty_body', message: 'body is empty; send {"features": [...]} or {"instances": [[...], ...]}' };
+  if (typeof body !== 'object' || Array.isArray(body)) return { reason: 'wrong_type', message: `body must be a JSON object, got ${describe(body)}` };
   const first = (error.validation?.[0] ?? { keyword: '', instancePath: '', params: {} }) as AjvError;
   const { keyword, instancePath: path, params } = first;
   const at = pointer(path);
@@ -66,7 +67,6 @@ export function explainValidation(error: FastifyError, body: unknown, names: rea
         return { reason: 'non_finite', message: `${at} must be a finite number, got ${String(lookup(body, path))} (the JSON number overflows a double)` };
       }
       if (params.type === 'number') return { reason: 'not_a_number', message: `${at} must be a number, got ${describe(lookup(body, path))}` };
-      if (path === '') return { reason: 'wrong_type', message: `body must be a JSON object, got ${describe(body)}` };
       if (path === '/instances') return { reason: 'wrong_type', message: `body.instances must be a list of rows, each ${expectedRow}` };
       return { reason: 'wrong_type', message: `${at} must be ${expectedRow}; got ${describe(lookup(body, path))}` };
     case 'minimum':

@@ -1,0 +1,53 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { buildApp, type AppOptions } from '../../src/app.js';
+import { parseServeConfig } from '../../src/config.js';
+import type { Baseline } from '../../src/model/baseline.js';
+
+interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+export const repoRoot = new URL('../../', import.meta.url).pathname;
+export const diabetesBaseline = JSON.parse(readFileSync(join(repoRoot, 'models/diabetes/baseline.json'), 'utf8')) as Baseline;
+export const featureNames = diabetesBaseline.features.map((f) => f.name);
+
+/** The first rows of train.csv without the target: real inputs for tests. */
+export const trainRows: number[][] = readFileSync(join(repoRoot, 'models/diabetes/train.csv'), 'utf8')
+  .trim()
+  .split('\n')
+  .slice(1)
+  .map((line) => line.split(',').slice(0, featureNames.length).map(Number));
+
+export async function tempDir(t: Teardown): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'modelwatch-test-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Builds the app on the default model with its feature log in a temp dir; closed in teardown. */
+export async function testApp(t: Teardown, flags: string[] = [], options: AppOptions = {}): Promise<{ app: FastifyInstance; csv: string; dir: string }> {
+  const dir = await tempDir(t);
+  const csv = join(dir, 'feature_log.csv');
+  const config = parseServeConfig(['--model-dir', join(repoRoot, 'models/diabetes'), '--csv', csv, '--log-level', 'silent', ...flags], {});
+  const app = await buildApp(config, options);
+  t.teardown(() => app.close());
+  return { app, csv, dir };
+}
+
+export const predict = (app: FastifyInstance, body: unknown) =>
+  app.inject({ method: 'POST', url: '/predict', headers: { 'content-type': 'application/json' }, payload: JSON.stringify(body) });
+
+/** Value of the one exposition line that starts with `series ` (exact labels in exposition order). */
+export function sample(exposition: string, series: string): number | undefined {
+  const line = exposition.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+export async function scrape(app: FastifyInstance): Promise<string> {
+  const response = await app.inject({ method: 'GET', url: '/metrics' });
+  return response.body;
+}
