@@ -99,7 +99,7 @@ export class FeatureLog implements FeatureLogCounts {
     const size = fileSize(this.file);
     const file = this.openSink(this.file);
     const headerPending = size === 0;
-    const csv = format({ headers: this.header, writeHeaders: headerPending });
+    const csv = format({ headers: this.header, writeHeaders: headerPending, includeEndRowDelimiter: true });
     const sink: Sink = { csv, file, headerPending, broken: false };
     // A crash can leave the last row without its line end; start ours on a fresh line.
     if (size > 0 && lastByte(this.file) !== 0x0a) file.write('\n');
