@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { encodeLinearOnnx } from '../../src/model/onnx-linear.js';
+import { mulberry32 } from '../../src/random.js';
 
 const SEED = 42;
 const TEST_FRACTION = 0.2;
@@ -14,17 +15,6 @@ const TARGET = 'target';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '../..');
 const csvPath = path.resolve(process.argv[2] ?? path.resolve(repoRoot, '../shared/data/diabetes.csv'));
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // Solves A x = b in place; partial pivoting keeps it stable enough for a 10x10 system.
 function solve(A: number[][], b: number[]): number[] {
