@@ -2,10 +2,16 @@ import { join } from 'node:path';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { ServeConfig } from './config.js';
 import { loadBaseline } from './model/baseline.js';
+import { inProcess } from './model/model.js';
 import { OnnxModel } from './model/session.js';
+import { UpstreamModel } from './model/upstream.js';
+import { guardAgainstOverload } from './overload.js';
+import feedbackRoutes from './routes/feedback.js';
 import healthRoutes from './routes/health.js';
 import metricsRoutes from './routes/metrics.js';
+import observeRoutes from './routes/observe.js';
 import predictRoutes from './routes/predict.js';
+import v2Routes from './routes/v2.js';
 import { createWatch, type Watch, type WatchOptions } from './watch.js';
 
 declare module 'fastify' {
@@ -22,7 +28,11 @@ export type AppOptions = WatchOptions;
  */
 export async function buildApp(config: ServeConfig, options: AppOptions = {}): Promise<FastifyInstance> {
   const baseline = await loadBaseline(join(config.modelDir, 'baseline.json'));
-  const model = await OnnxModel.load(join(config.modelDir, 'model.onnx'), baseline.features.length);
+  // A sidecar's model runs upstream: only the baseline is read here, and no model.onnx is needed.
+  const model =
+    config.upstream === ''
+      ? inProcess(await OnnxModel.load(join(config.modelDir, 'model.onnx'), baseline.features.length))
+      : new UpstreamModel(config, baseline);
   const app = Fastify({
     logger: options.logStream ? { level: config.logLevel, stream: options.logStream } : { level: config.logLevel },
     bodyLimit: config.bodyLimit,
@@ -40,8 +50,12 @@ export async function buildApp(config: ServeConfig, options: AppOptions = {}): P
   }
   app.decorate('watch', watch);
   app.addHook('onClose', async () => watch.close());
+  guardAgainstOverload(app, config.maxEventLoopDelayMs);
   await app.register(healthRoutes);
   await app.register(metricsRoutes);
   await app.register(predictRoutes);
+  await app.register(feedbackRoutes);
+  await app.register(observeRoutes);
+  await app.register(v2Routes);
   return app;
 }

@@ -5,8 +5,8 @@ import { buildApp } from './app.js';
 import { optionsTable, parseServeConfig } from './config.js';
 import { loadBaseline } from './model/baseline.js';
 import { buildBaseline } from './model/build-baseline.js';
-import { checkFeatureLog } from './monitor/check-csv.js';
-import { formatSummary, simulate } from './simulate.js';
+import { checkFeatureLog, countLogRows, DEFAULT_MIN_Z, waitForLogRows } from './monitor/check-csv.js';
+import { formatSummary, scenarios, simulate, type Scenario } from './simulate.js';
 import { ConfigInvalidError } from './errors.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -17,10 +17,17 @@ const usage = `modelwatch: serve an ONNX model and watch it in production
   modelwatch baseline --data FILE.csv --model model.onnx [--target COLUMN] [--eval-data FILE.csv]
                       [--name NAME] [--version V] [--bins 10] --out baseline.json
   modelwatch check-csv [--file feature_log.csv] [--model-dir models/diabetes] [--last 10]
-                      [--threshold 0.2] [--fail-on-drift]
+                      [--threshold 0.2] [--min-z 3] [--fail-on-drift]
   modelwatch simulate [--url http://127.0.0.1:8080] [--requests 10] [--drift 0.3] [--features bmi,bp]
                       [--concurrency 1] [--batch 1] [--data models/diabetes/train.csv] [--seed 1]
-                      [--csv feature_log.csv] [--model-dir models/diabetes]`;
+                      [--csv feature_log.csv] [--model-dir models/diabetes]
+                      [--feedback [--label-delay 0] [--label-noise 0]]   send each row's target as its label
+                      [--scenario mean|widen|bimodal]   how the --features change, with m and s the
+                      feature's mean and standard deviation over --data and d = --drift:
+                        mean (default)  v' = v * (1 + d)                  the mean moves by d
+                        widen           v' = m + (v - m) * (1 + d)        the spread grows, the mean stays
+                        bimodal         v' = m + c * (1 + d) * s, c = -1 or +1 by a fair coin per value:
+                                        two modes, the mean stays`;
 
 /** Parses a number option; a bad one names the flag and what was expected. */
 function numberOption(flag: string, value: string | undefined, fallback: number, check: (n: number) => boolean, expected: string): number {
@@ -30,6 +37,7 @@ function numberOption(flag: string, value: string | undefined, fallback: number,
   return n;
 }
 const positiveInteger = (n: number) => Number.isInteger(n) && n > 0;
+const isScenario = (s: string): s is Scenario => (scenarios as readonly string[]).includes(s);
 
 function parse(argv: string[], options: Record<string, { type: 'string' | 'boolean' }>) {
   try {
@@ -89,13 +97,14 @@ async function baselineCommand(argv: string[]): Promise<number> {
 
 async function checkCsvCommand(argv: string[]): Promise<number> {
   const v = parse(argv, {
-    file: { type: 'string' }, 'model-dir': { type: 'string' }, last: { type: 'string' }, threshold: { type: 'string' }, 'fail-on-drift': { type: 'boolean' },
+    file: { type: 'string' }, 'model-dir': { type: 'string' }, last: { type: 'string' }, threshold: { type: 'string' }, 'min-z': { type: 'string' }, 'fail-on-drift': { type: 'boolean' },
   });
   const report = await checkFeatureLog({
     file: (v.file as string | undefined) ?? 'feature_log.csv',
     baseline: await loadBaseline(join((v['model-dir'] as string | undefined) ?? 'models/diabetes', 'baseline.json')),
     last: numberOption('last', v.last as string | undefined, 10, positiveInteger, 'a positive integer'),
     threshold: numberOption('threshold', v.threshold as string | undefined, 0.2, (n) => n > 0 && Number.isFinite(n), 'a positive number such as 0.2'),
+    minZ: numberOption('min-z', v['min-z'] as string | undefined, DEFAULT_MIN_Z, (n) => n >= 0 && Number.isFinite(n), 'a number >= 0 (0 turns the noise check off)'),
   });
   report.lines.forEach(out);
   return report.drifted && v['fail-on-drift'] ? 3 : 0;
@@ -105,7 +114,15 @@ async function simulateCommand(argv: string[]): Promise<number> {
   const v = parse(argv, {
     url: { type: 'string' }, requests: { type: 'string' }, drift: { type: 'string' }, features: { type: 'string' }, concurrency: { type: 'string' },
     batch: { type: 'string' }, data: { type: 'string' }, target: { type: 'string' }, seed: { type: 'string' }, csv: { type: 'string' }, 'model-dir': { type: 'string' },
+    feedback: { type: 'boolean' }, 'label-delay': { type: 'string' }, 'label-noise': { type: 'string' }, scenario: { type: 'string' },
   });
+  const scenario = (v.scenario as string | undefined) ?? 'mean';
+  if (!isScenario(scenario)) throw new ConfigInvalidError(`--scenario = ${JSON.stringify(scenario)}`, `expected one of ${scenarios.join(', ')}`);
+  const feedback = v.feedback === true;
+  for (const flag of ['label-delay', 'label-noise']) {
+    if (v[flag] !== undefined && !feedback) throw new ConfigInvalidError(`--${flag}`, 'only means something with --feedback');
+  }
+  const nonNegative = (n: number) => Number.isFinite(n) && n >= 0;
   const modelDir = (v['model-dir'] as string | undefined) ?? 'models/diabetes';
   const options = {
     url: (v.url as string | undefined) ?? 'http://127.0.0.1:8080',
@@ -117,19 +134,26 @@ async function simulateCommand(argv: string[]): Promise<number> {
     data: (v.data as string | undefined) ?? join(modelDir, 'train.csv'),
     target: (v.target as string | undefined) ?? 'target',
     seed: numberOption('seed', v.seed as string | undefined, 1, Number.isInteger, 'an integer'),
+    scenario,
+    feedback,
+    labelDelay: numberOption('label-delay', v['label-delay'] as string | undefined, 0, nonNegative, 'seconds, 0 or more'),
+    labelNoise: numberOption('label-noise', v['label-noise'] as string | undefined, 0, nonNegative, 'a standard deviation in target units, 0 or more'),
     progress: process.stderr,
   };
+  const csv = (v.csv as string | undefined) ?? 'feature_log.csv';
+  const rowsBefore = await countLogRows(csv);
   const summary = await simulate(options);
   out(formatSummary(summary, options));
-  const csv = (v.csv as string | undefined) ?? 'feature_log.csv';
+  // The server answers before it writes the row; without this the check can miss the newest rows.
+  if (rowsBefore !== undefined) await waitForLogRows(csv, rowsBefore + summary.ok);
   try {
-    const report = await checkFeatureLog({ file: csv, baseline: await loadBaseline(join(modelDir, 'baseline.json')), last: summary.ok, threshold: 0.2 });
+    const report = await checkFeatureLog({ file: csv, baseline: await loadBaseline(join(modelDir, 'baseline.json')), last: summary.ok, threshold: 0.2, minZ: DEFAULT_MIN_Z });
     out(`check-csv on ${csv} (last ${report.rows} requests):`);
     report.lines.forEach(out);
   } catch (err) {
     out(`check-csv skipped: ${(err as Error).message}`);
   }
-  return summary.ok === summary.sent ? 0 : 1;
+  return summary.ok === summary.sent && Object.keys(summary.labels.failed).length === 0 ? 0 : 1;
 }
 
 const commands: Record<string, (argv: string[]) => Promise<number>> = {

@@ -10,15 +10,24 @@ import { ConfigInvalidError } from './errors.js';
 export const serveOptions = {
   port: { type: 'integer', minimum: 0, maximum: 65535, default: 8080, description: 'TCP port to listen on' },
   host: { type: 'string', minLength: 1, default: '127.0.0.1', description: 'address to bind (the compose file sets 0.0.0.0)' },
-  modelDir: { type: 'string', minLength: 1, default: 'models/diabetes', description: 'folder with model.onnx and baseline.json' },
+  modelDir: { type: 'string', minLength: 1, default: 'models/diabetes', description: 'folder with model.onnx and baseline.json (a sidecar, with --upstream, needs only baseline.json)' },
   window: { type: 'integer', minimum: 1, maximum: 1_000_000, default: 1000, description: 'rows in the rolling window behind the rolling means' },
   predictionMin: { type: 'number', default: 0, description: 'predictions below this are counted as outliers (below_min)' },
   predictionMax: { type: 'number', default: 1000, description: 'predictions above this are counted as outliers (above_max)' },
   csv: { type: 'string', default: 'feature_log.csv', description: 'feature log path; empty string turns the log off' },
   maxBatchRows: { type: 'integer', minimum: 1, maximum: 100_000, default: 1024, description: 'most rows accepted in one request' },
-  bodyLimit: { type: 'integer', minimum: 1024, maximum: 1_073_741_824, default: 1_048_576, description: 'largest request body in bytes' },
+  upstream: { type: 'string', default: '', description: 'sidecar mode: the model server to forward predictions to, e.g. http://127.0.0.1:9000; empty runs model.onnx in-process' },
+  upstreamProtocol: { type: 'string', enum: ['json', 'v2'], default: 'json', description: 'what the upstream speaks: json (POST /predict, as modelwatch does) or v2 (the Open Inference Protocol, POST /v2/models/NAME/infer)' },
+  upstreamModel: { type: 'string', default: '', description: 'model name on a v2 upstream; empty means the baseline\'s model name' },
+  upstreamInput: { type: 'string', minLength: 1, default: 'input', description: 'input tensor name on a v2 upstream, for /predict requests translated to V2' },
+  upstreamTimeoutMs: { type: 'integer', minimum: 1, maximum: 600_000, default: 10_000, description: 'deadline for one upstream call, queueing and connecting included; past it the request fails with 504' },
+  upstreamConnections: { type: 'integer', minimum: 1, maximum: 1024, default: 32, description: 'keep-alive connections to the upstream, so requests in flight at most; as many more may wait, beyond that the sidecar answers 503' },
+  bodyLimit: { type: 'integer', minimum: 1024, maximum: 1_073_741_824, default: 1_048_576, description: 'largest request body in bytes, and largest upstream answer read in sidecar mode' },
   logLevel: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'pino log level' },
   outlierLogPerMinute: { type: 'integer', minimum: 0, maximum: 100_000, default: 10, description: 'outlier warnings logged per minute at most (every outlier is still counted)' },
+  maxEventLoopDelayMs: { type: 'integer', minimum: 0, maximum: 60_000, default: 200, description: 'prediction routes answer 503 with Retry-After while the mean event-loop lag of the last second is above this; /metrics and the health checks still answer; 0 turns the guard off' },
+  feedbackMaxEntries: { type: 'integer', minimum: 0, maximum: 10_000_000, default: 100_000, description: 'predicted rows remembered for POST /feedback (memory is allocated up front); 0 turns feedback off' },
+  feedbackTtlSeconds: { type: 'integer', minimum: 1, maximum: 7_776_000, default: 3600, description: 'seconds a prediction waits for its label before it is forgotten (up to 90 days)' },
 } as const;
 
 type OptionSpec = (typeof serveOptions)[keyof typeof serveOptions];
@@ -86,6 +95,9 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
       `--prediction-min ${config.predictionMin} / --prediction-max ${config.predictionMax}`,
       'the minimum must be below the maximum',
     );
+  }
+  if (config.upstream !== '' && !(URL.canParse(config.upstream) && /^https?:$/.test(new URL(config.upstream).protocol))) {
+    throw new ConfigInvalidError(`--upstream / ${envName('upstream')} = ${JSON.stringify(config.upstream)}`, 'expected an http:// or https:// URL such as http://127.0.0.1:9000');
   }
   return Object.freeze(config);
 }

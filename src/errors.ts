@@ -18,12 +18,21 @@ export const DataInvalidError = createError('MW_ERR_DATA_INVALID', '%s: %s', 500
 // Request errors: the body says which field is wrong and what was expected.
 export const InvalidInputError = createError('MW_ERR_INVALID_INPUT', '%s', 400);
 export const MalformedJsonError = createError('MW_ERR_MALFORMED_JSON', 'body is not valid JSON: %s', 400);
-export const EmptyBodyError = createError('MW_ERR_EMPTY_BODY', 'body is empty; send {"features": [...]} or {"instances": [[...], ...]}', 400);
+export const EmptyBodyError = createError('MW_ERR_EMPTY_BODY', 'body is empty; send %s', 400);
 export const BodyTooLargeError = createError('MW_ERR_BODY_TOO_LARGE', 'request body is larger than the limit of %d bytes; split the batch or raise --body-limit', 413);
 export const UnsupportedMediaTypeError = createError('MW_ERR_UNSUPPORTED_MEDIA_TYPE', 'content-type must be application/json, got %s', 415);
 export const ModelNotFoundError = createError('MW_ERR_MODEL_NOT_FOUND', 'no model named %s; this server serves %s', 404);
+export const FeedbackDisabledError = createError('MW_ERR_FEEDBACK_DISABLED', 'feedback is off on this server (--feedback-max-entries 0): no prediction is remembered to join a label to; start it with a positive --feedback-max-entries', 404);
 
 // Serving errors: the request was valid, the model or an upstream failed.
 export const ModelOutputError = createError('MW_ERR_MODEL_OUTPUT', 'model output has an unexpected shape: %s', 500);
 export const InferenceFailedError = createError('MW_ERR_INFERENCE_FAILED', 'inference failed: %s', 500);
 export const NotReadyError = createError('MW_ERR_NOT_READY', 'model is not ready: %s', 503);
+export const OverloadedError = createError('MW_ERR_OVERLOADED', 'server is overloaded: event-loop lag %d ms is above --max-event-loop-delay-ms %d; retry after %d s', 503);
+
+// Sidecar mode: the upstream model server failed; 502 when it answered wrongly or not at all, 504 when too late.
+export const UpstreamUnreachableError = createError('MW_ERR_UPSTREAM_UNREACHABLE', 'upstream %s cannot be reached: %s', 502);
+export const UpstreamTimeoutError = createError('MW_ERR_UPSTREAM_TIMEOUT', 'upstream %s did not answer within %d ms (--upstream-timeout-ms)', 504);
+export const UpstreamStatusError = createError('MW_ERR_UPSTREAM_STATUS', 'upstream %s answered HTTP %d: %s', 502);
+export const UpstreamAnswerError = createError('MW_ERR_UPSTREAM_BAD_ANSWER', 'upstream %s answered something that is not a prediction: %s', 502);
+export const UpstreamBusyError = createError('MW_ERR_UPSTREAM_BUSY', '%d requests to upstream %s are in flight or waiting already; retry later or raise --upstream-connections', 503);

@@ -4,10 +4,12 @@ import type { DestinationStream } from 'pino';
 import type { ServeConfig } from './config.js';
 import type { Baseline } from './model/baseline.js';
 import { predictionBuckets } from './model/baseline.js';
-import type { OnnxModel } from './model/session.js';
+import type { Model } from './model/model.js';
 import { FeatureLog, type OpenSink } from './monitor/feature-log.js';
+import { Feedback } from './monitor/feedback.js';
 import { createMetrics, type Metrics } from './monitor/metrics.js';
 import { Monitor } from './monitor/monitor.js';
+import { PredictionStore, type Clock } from './monitor/prediction-store.js';
 import { RateLimitedWarn } from './monitor/rate-limited-log.js';
 
 /** What the server knows about its model and everything it has seen: the app's one piece of state. */
@@ -15,12 +17,13 @@ export interface Watch {
   readonly config: ServeConfig;
   readonly baseline: Baseline;
   readonly featureNames: readonly string[];
-  readonly model: OnnxModel;
+  readonly model: Model;
   readonly monitor: Monitor;
   readonly metrics: Metrics;
   readonly featureLog: FeatureLog | undefined;
+  readonly feedback: Feedback;
   /** Records an accepted prediction of `rows` rows everywhere it belongs, once. */
-  record(features: Float64Array, predictions: Float32Array, rows: number): RecordedIds;
+  record(features: Float64Array, predictions: ArrayLike<number>, rows: number): RecordedIds;
   close(): Promise<void>;
 }
 
@@ -36,14 +39,18 @@ export interface WatchOptions {
   openFeatureLogSink?: OpenSink;
   /** Where the server's pino log goes (default stdout); tests read it to check what is logged. */
   logStream?: DestinationStream;
+  /** The prediction store's clock (monotonic ms); tests move it to age predictions past the TTL. */
+  clock?: Clock;
 }
 
-export function createWatch(config: ServeConfig, baseline: Baseline, model: OnnxModel, log: FastifyBaseLogger, options: WatchOptions = {}): Watch {
+export function createWatch(config: ServeConfig, baseline: Baseline, model: Model, log: FastifyBaseLogger, options: WatchOptions = {}): Watch {
   const featureNames = baseline.features.map((f) => f.name);
   const monitor = new Monitor(baseline, config.window, predictionBuckets(baseline), config.predictionMin, config.predictionMax);
   const featureLog = config.csv === '' ? undefined : new FeatureLog(config.csv, baseline.model, baseline.version, featureNames, log, options.openFeatureLogSink);
   const noLog = { rowsWritten: 0, rowErrors: 0 };
-  const metrics = createMetrics(baseline, monitor, featureLog ?? noLog);
+  const store = new PredictionStore(config.feedbackMaxEntries, config.feedbackTtlSeconds * 1000, options.clock ?? (() => performance.now()));
+  const feedback = new Feedback(store, baseline);
+  const metrics = createMetrics(baseline, monitor, featureLog ?? noLog, feedback);
   const outlierWarn = new RateLimitedWarn(log, config.outlierLogPerMinute);
 
   return {
@@ -54,6 +61,7 @@ export function createWatch(config: ServeConfig, baseline: Baseline, model: Onnx
     monitor,
     metrics,
     featureLog,
+    feedback,
     record(features, predictions, rows) {
       const requestId = randomUUID();
       const rowIds = rows === 1 ? [requestId] : Array.from({ length: rows }, (_, r) => `${requestId}.${r}`);
@@ -65,6 +73,7 @@ export function createWatch(config: ServeConfig, baseline: Baseline, model: Onnx
         );
       }
       featureLog?.append(requestId, features, predictions, rows);
+      feedback.store.remember(requestId, predictions, rows);
       metrics.countRequest('ok');
       return { requestId, rowIds };
     },

@@ -1,6 +1,7 @@
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFile, appendFileSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { parseString, writeToString } from 'fast-csv';
 import t from 'tap';
 import { buildApp } from '../src/app.js';
 import { parseServeConfig } from '../src/config.js';
@@ -104,11 +105,15 @@ t.test('a disk that fills up mid-run, then frees: failures counted, streak logge
   const { logged, logStream } = logCapture();
   const app = await buildApp(parseServeConfig(['--model-dir', join(repoRoot, 'models/diabetes'), '--csv', csv, '--log-level', 'info'], {}), { logStream, openFeatureLogSink });
   t.teardown(() => app.close());
-  for (const row of trainRows.slice(0, 4)) t.equal((await predict(app, { features: row })).statusCode, 200);
-  await eventually(async () => {
+  const settled = async (rows: number) => {
     const m = await scrape(app);
-    return sample(m, `model_feature_log_rows_total{${id}}`)! + sample(m, `model_feature_log_errors_total{${id}}`)! === 4;
-  }, 'four rows settled');
+    return sample(m, `model_feature_log_rows_total{${id}}`)! + sample(m, `model_feature_log_errors_total{${id}}`)! === rows;
+  };
+  // Each row settles before the next is sent, so each goes out in a write of its own.
+  for (const [i, row] of trainRows.slice(0, 4).entries()) {
+    t.equal((await predict(app, { features: row })).statusCode, 200);
+    await eventually(() => settled(i + 1), `row ${i + 1} settled`);
+  }
   let m = await scrape(app);
   t.equal(sample(m, `model_feature_log_rows_total{${id}}`), 1, 'the row before the disk filled');
   t.equal(sample(m, `model_feature_log_errors_total{${id}}`), 3, 'every row after it is counted');
@@ -124,4 +129,101 @@ t.test('a disk that fills up mid-run, then frees: failures counted, streak logge
   t.match(errorLogs[0], { err: { code: 'ENOSPC' } });
   t.ok(logged.some((l) => l.msg === 'feature log writes again' && l.failedRows === 3), 'recovery logged with the failed row count');
   t.equal(written.filter((c) => c.includes('timestamp,id')).length, 1, 'header written once');
+});
+
+t.test('a real full disk (/dev/full): every row fails with ENOSPC, predictions succeed, one error log for the streak', async (t) => {
+  const { logged, logStream } = logCapture();
+  const app = await buildApp(parseServeConfig(['--model-dir', join(repoRoot, 'models/diabetes'), '--csv', '/dev/full', '--log-level', 'warn'], {}), { logStream });
+  t.teardown(() => app.close());
+  for (const row of trainRows.slice(0, 3)) t.equal((await predict(app, { features: row })).statusCode, 200, 'prediction still succeeds');
+  await eventually(async () => sample(await scrape(app), `model_feature_log_errors_total{${id}}`) === 3, 'three failed rows');
+  // After the reopen delay the log opens the device again, and fails again: the same streak.
+  await new Promise((resolve) => setTimeout(resolve, 1100));
+  for (const row of trainRows.slice(3, 5)) t.equal((await predict(app, { features: row })).statusCode, 200);
+  await eventually(async () => sample(await scrape(app), `model_feature_log_errors_total{${id}}`) === 5, 'five failed rows');
+  const m = await scrape(app);
+  t.equal(sample(m, `model_feature_log_rows_total{${id}}`), 0);
+  t.equal(sample(m, `model_prediction_value_count{${id}}`), 5, 'every prediction is in the histogram');
+  const errors = logged.filter((l) => l.level === 50);
+  t.equal(errors.length, 1, 'logged once, not once per row or per reopen');
+  t.match(errors[0], { file: '/dev/full', err: { code: 'ENOSPC' }, msg: /feature log write failed/ });
+});
+
+t.test('the CSV path becomes unwritable mid-run (its folder replaced by a file), then writable: counted, logged once, resumed under a new header', async (t) => {
+  const dir = await tempDir(t);
+  const folder = join(dir, 'logs');
+  mkdirSync(folder);
+  const csv = join(folder, 'log.csv');
+  // A sink that resolves the path on every write, so what happens to the path reaches the rows at once.
+  const openFeatureLogSink = (path: string) => new Writable({ write: (chunk, _enc, cb) => appendFile(path, chunk, cb) });
+  const { logged, logStream } = logCapture();
+  const app = await buildApp(parseServeConfig(['--model-dir', join(repoRoot, 'models/diabetes'), '--csv', csv, '--log-level', 'info'], {}), { logStream, openFeatureLogSink });
+  t.teardown(() => app.close());
+  const settled = async (n: number) => {
+    const m = await scrape(app);
+    return sample(m, `model_feature_log_rows_total{${id}}`)! + sample(m, `model_feature_log_errors_total{${id}}`)! === n;
+  };
+  const ids: string[] = [];
+  const send = async (rows: number[][]) => {
+    for (const row of rows) {
+      const response = await predict(app, { features: row });
+      t.equal(response.statusCode, 200, 'prediction succeeds whatever the log does');
+      ids.push(response.json().id);
+    }
+  };
+
+  await send(trainRows.slice(0, 2));
+  await eventually(() => settled(2), 'two rows written');
+  const before = readFileSync(csv, 'utf8');
+  rmSync(folder, { recursive: true });
+  writeFileSync(folder, 'not a folder');
+  await send(trainRows.slice(2, 5));
+  await eventually(() => settled(5), 'three more rows settled');
+  let m = await scrape(app);
+  t.equal(sample(m, `model_feature_log_rows_total{${id}}`), 2);
+  t.equal(sample(m, `model_feature_log_errors_total{${id}}`), 3, 'each row after the path broke is counted');
+
+  // Still broken at the first reopen: the same streak, no second error log.
+  await new Promise((resolve) => setTimeout(resolve, 1100));
+  await send(trainRows.slice(5, 6));
+  await eventually(() => settled(6), 'the row at the failed reopen settled');
+  rmSync(folder);
+  mkdirSync(folder);
+  await new Promise((resolve) => setTimeout(resolve, 1100));
+  await send(trainRows.slice(6, 8));
+  await eventually(() => settled(8), 'rows after the fix settled');
+  m = await scrape(app);
+  t.equal(sample(m, `model_feature_log_rows_total{${id}}`), 4, 'writing resumed');
+  t.equal(sample(m, `model_feature_log_errors_total{${id}}`), 4);
+  t.equal(sample(m, `model_prediction_value_count{${id}}`), 8, 'every prediction is in the histogram');
+
+  const errors = logged.filter((l) => l.level === 50);
+  t.equal(errors.length, 1, 'one error log for the whole streak');
+  t.match(errors[0], { file: csv, err: { code: 'ENOTDIR' } });
+  t.ok(logged.some((l) => l.msg === 'feature log writes again' && l.failedRows === 4), 'recovery logged with the failed row count');
+  t.equal(before.split('\n')[0], header);
+  const after = readFileSync(csv, 'utf8').trim().split('\n');
+  t.equal(after[0], header, 'the new file starts with the header');
+  t.same(after.slice(1).map((line) => line.split(',')[1]), ids.slice(6), 'and holds the rows written after the fix');
+});
+
+t.test('a model name and version that need quoting are written as fast-csv writes them and read back whole', async (t) => {
+  const dir = await tempDir(t);
+  const baseline = JSON.parse(readFileSync(join(repoRoot, 'models/diabetes/baseline.json'), 'utf8'));
+  writeFileSync(join(dir, 'baseline.json'), JSON.stringify({ ...baseline, model: 'diabetes, "the lesson\'s"', version: '2\r\nb' }));
+  copyFileSync(join(repoRoot, 'models/diabetes/model.onnx'), join(dir, 'model.onnx'));
+  const csv = join(dir, 'log.csv');
+  const app = await buildApp(parseServeConfig(['--model-dir', dir, '--csv', csv, '--log-level', 'silent'], {}));
+  const ids: string[] = [];
+  for (const row of trainRows.slice(0, 2)) ids.push((await predict(app, { features: row })).json().id);
+  await app.close();
+  const text = readFileSync(csv, 'utf8');
+  const rows = await new Promise<string[][]>((resolve, reject) => {
+    const out: string[][] = [];
+    parseString<string[], string[]>(text).on('data', (row) => out.push(row)).on('error', reject).on('end', () => resolve(out));
+  });
+  t.same(rows[0], featureLogHeader(featureNames));
+  t.same(rows.slice(1).map((r) => [r[1], r[2], r[3]]), ids.map((id) => [id, 'diabetes, "the lesson\'s"', '2\r\nb']));
+  const expected = await writeToString(rows.slice(1));
+  t.equal(text.slice(text.indexOf('\n') + 1), `${expected}\n`, 'byte for byte what fast-csv writes');
 });

@@ -108,7 +108,10 @@ export async function buildBaseline(options: BaselineOptions): Promise<Baseline>
   const { names, featureColumns, targetColumn } = await layout(options.data, options.target);
   const width = names.length;
   // The model's declared input width is checked against the header's feature columns here.
-  const model = await OnnxModel.load(options.modelFile, width);
+  const model = await OnnxModel.load(options.modelFile, width, {
+    name: `the header (line 1) of ${options.data}`,
+    fix: `its feature columns (every column but --target) are ${names.join(', ')}`,
+  });
   try {
     const random = mulberry32(42);
     const featureStats = names.map(() => new ColumnStats(sampleSize, random));

@@ -1,4 +1,5 @@
-import { parseFile } from 'fast-csv';
+import { createReadStream } from 'node:fs';
+import { parse } from 'fast-csv';
 import { DataInvalidError } from '../errors.js';
 
 export interface NumericCsv {
@@ -13,7 +14,11 @@ export interface NumericCsv {
  * missing or non-numeric one is an error naming the file, the line and the column.
  */
 export async function readNumericCsv(file: string): Promise<NumericCsv> {
-  const stream = parseFile(file, { headers: false, ignoreEmpty: true, trim: true });
+  const input = createReadStream(file);
+  const stream = input.pipe(parse({ headers: false, ignoreEmpty: true, trim: true }));
+  // pipe() (and fast-csv's parseFile) does not forward a read error such as ENOENT or EISDIR: it
+  // would be an unhandled 'error' event that kills the process. Hand it to the parser instead.
+  input.once('error', (err) => stream.destroy(err));
   const iterator = stream[Symbol.asyncIterator]() as AsyncIterator<string[]>;
   let first: IteratorResult<string[]>;
   try {

@@ -8,6 +8,8 @@ export interface LinearOnnxOptions {
   outputName?: string;
   producer?: string;
   docString?: string;
+  /** Output columns, each the same linear function: more than 1 only to test that such a model is refused. */
+  outputs?: number;
 }
 
 const FLOAT = 1; // TensorProto.DataType.FLOAT
@@ -88,6 +90,7 @@ export function encodeLinearOnnx(opts: LinearOnnxOptions): Uint8Array {
   const input = opts.inputName ?? 'features';
   const output = opts.outputName ?? 'prediction';
   const k = weights.length;
+  const m = opts.outputs ?? 1;
   if (k === 0) throw new Error('weights must not be empty');
   if (![...weights, bias].every(Number.isFinite)) throw new Error('weights and bias must be finite');
 
@@ -95,10 +98,10 @@ export function encodeLinearOnnx(opts: LinearOnnxOptions): Uint8Array {
     .msg(1, node('MatMul', [input, 'W'], ['t']))
     .msg(1, node('Add', ['t', 'B'], [output]))
     .str(2, 'linear')
-    .msg(5, floatTensor('W', [k, 1], weights))
-    .msg(5, floatTensor('B', [1], [bias]))
+    .msg(5, floatTensor('W', [k, m], weights.flatMap((w) => Array<number>(m).fill(w))))
+    .msg(5, floatTensor('B', [m], Array<number>(m).fill(bias)))
     .msg(11, floatValueInfo(input, ['N', k]))
-    .msg(12, floatValueInfo(output, ['N', 1]));
+    .msg(12, floatValueInfo(output, ['N', m]));
 
   const model = new Pb()
     .int(1, IR_VERSION)

@@ -2,17 +2,27 @@ import { access, readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
 import { ModelCorruptError, ModelMissingError, ModelOutputError, ModelShapeError, InferenceFailedError } from '../errors.js';
 
+/** Where the expected input width comes from, for the error when the model takes another one. */
+export interface WidthSource {
+  /** Names the source, e.g. "the baseline". */
+  name: string;
+  /** What to do about a mismatch. */
+  fix: string;
+}
+
+const FROM_BASELINE: WidthSource = { name: 'the baseline', fix: 'rebuild baseline.json with "modelwatch baseline"' };
+
 /** An ONNX regression model: float32 [N, width] in, [N, 1] out. */
 export class OnnxModel {
   private constructor(
     private readonly session: ort.InferenceSession,
     readonly file: string,
     readonly width: number,
-    private readonly inputName: string,
-    private readonly outputName: string,
+    readonly inputName: string,
+    readonly outputName: string,
   ) {}
 
-  static async load(file: string, width: number): Promise<OnnxModel> {
+  static async load(file: string, width: number, source: WidthSource = FROM_BASELINE): Promise<OnnxModel> {
     try {
       await access(file);
     } catch (cause) {
@@ -32,7 +42,13 @@ export class OnnxModel {
     const declaredWidth = input?.isTensor ? input.shape[1] : undefined;
     if (typeof declaredWidth === 'number' && declaredWidth !== width) {
       await session.release();
-      throw new ModelShapeError(file, `it takes ${declaredWidth} features but the baseline lists ${width}; rebuild baseline.json with "modelwatch baseline"`);
+      throw new ModelShapeError(file, `it takes ${declaredWidth} features but ${source.name} lists ${width}; ${source.fix}`);
+    }
+    const [output] = session.outputMetadata;
+    const outputShape = output?.isTensor ? output.shape : [];
+    if (outputShape.slice(1).some((d) => typeof d === 'number' && d !== 1)) {
+      await session.release();
+      throw new ModelShapeError(file, `its output is [${outputShape.join(', ')}] but a regression model answers one value per row, [N, 1]`);
     }
     const model = new OnnxModel(session, file, width, session.inputNames[0]!, session.outputNames[0]!);
     // A model whose input width disagrees with the baseline fails here, at start-up, not on the first request.
@@ -40,7 +56,7 @@ export class OnnxModel {
       await model.predict(new Float32Array(width), 1);
     } catch (cause) {
       await session.release();
-      throw new ModelShapeError(file, `a warm-up row of ${width} features (the baseline's) failed: ${(cause as Error).message}`, { cause });
+      throw new ModelShapeError(file, `a warm-up row of ${width} features (as ${source.name} lists) failed: ${(cause as Error).message}`, { cause });
     }
     return model;
   }

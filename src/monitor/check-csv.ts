@@ -1,4 +1,5 @@
-import { parseFile } from 'fast-csv';
+import { createReadStream } from 'node:fs';
+import { parse } from 'fast-csv';
 import { DataInvalidError } from '../errors.js';
 import type { Baseline } from '../model/baseline.js';
 
@@ -15,7 +16,17 @@ export interface DriftCheckOptions {
   baseline: Baseline;
   last: number;
   threshold: number;
+  /**
+   * How many standard errors the mean must also be away from training. 10 single rows of a
+   * binary feature such as `sex` move its mean by 20% a time in seven by chance alone; requiring
+   * the deviation to exceed the sampling noise too keeps chance from raising a warning. 0 gives
+   * the plain threshold rule.
+   */
+  minZ: number;
 }
+
+/** Three standard errors: chance alone passes it about once in 370 times per mean. */
+export const DEFAULT_MIN_Z = 3;
 
 const percent = (x: number) => `${(x * 100).toFixed(1)}%`;
 
@@ -23,14 +34,20 @@ const percent = (x: number) => `${(x * 100).toFixed(1)}%`;
  * The lesson's check: average the last N rows of the feature log and warn for the overall feature
  * mean and each feature whose mean deviates from the training mean by more than the threshold.
  */
-export async function checkFeatureLog({ file, baseline, last, threshold }: DriftCheckOptions): Promise<DriftCheck> {
+export async function checkFeatureLog({ file, baseline, last, threshold, minZ }: DriftCheckOptions): Promise<DriftCheck> {
   const checks = [
-    { label: 'overall feature mean', column: 'feature_mean', trained: baseline.scalar_feature_mean },
-    ...baseline.features.map((f) => ({ label: `feature "${f.name}" mean`, column: `${f.name}_mean`, trained: f.mean })),
+    // The baseline has no spread for the overall mean; the requests' own spread stands in for it.
+    { label: 'overall feature mean', column: 'feature_mean', trained: baseline.scalar_feature_mean, stddev: undefined },
+    ...baseline.features.map((f) => ({ label: `feature "${f.name}" mean`, column: `${f.name}_mean`, trained: f.mean, stddev: f.stddev })),
   ];
   const tail: Record<string, string>[] = [];
   await new Promise<void>((resolve, reject) => {
-    parseFile<Record<string, string>, Record<string, string>>(file, { headers: true })
+    const input = createReadStream(file);
+    const parser = input.pipe(parse<Record<string, string>, Record<string, string>>({ headers: true }));
+    // pipe() (and fast-csv's parseFile) does not forward a read error such as ENOENT: it would be
+    // an unhandled 'error' event that kills the process. Hand it to the parser's handler below.
+    input.once('error', (err) => parser.destroy(err));
+    parser
       .on('error', (cause) => reject(new DataInvalidError(file, `cannot read the feature log: ${cause.message}`, { cause })))
       .on('headers', (headers: string[]) => {
         const missing = checks.filter((c) => !headers.includes(c.column)).map((c) => c.column);
@@ -44,17 +61,58 @@ export async function checkFeatureLog({ file, baseline, last, threshold }: Drift
   });
   if (tail.length === 0) throw new DataInvalidError(file, 'has no rows yet; send some predictions first');
 
+  const n = tail.length;
+  // Each log row is the mean of its request's rows; the mean of n such means has variance
+  // stddev^2 * sum(1 / rows_i) / n^2 when rows are drawn from the training distribution.
+  const inverseRows = tail.reduce((sum, row) => sum + 1 / Math.max(1, Number(row.rows)), 0);
   const lines: string[] = [];
-  for (const { label, column, trained } of checks) {
-    const mean = tail.reduce((sum, row) => sum + Number(row[column]), 0) / tail.length;
+  for (const { label, column, trained, stddev } of checks) {
+    const values = tail.map((row) => Number(row[column]));
+    const mean = values.reduce((sum, v) => sum + v, 0) / n;
+    const standardError =
+      stddev !== undefined ? (stddev * Math.sqrt(inverseRows)) / n : n < 2 ? 0 : Math.sqrt(values.reduce((sum, v) => sum + (v - mean) ** 2, 0) / (n - 1) / n);
     const deviation = (mean - trained) / Math.abs(trained);
-    if (Math.abs(deviation) > threshold) {
+    const z = standardError === 0 ? Infinity : Math.abs(mean - trained) / standardError;
+    if (Math.abs(deviation) > threshold && z > minZ) {
       lines.push(
-        `WARNING: ${label} is ${mean.toPrecision(6)} over the last ${tail.length} requests, ${deviation > 0 ? '+' : ''}${percent(deviation)} from the training mean ${trained.toPrecision(6)} (threshold ${percent(threshold)})`,
+        `WARNING: ${label} is ${mean.toPrecision(6)} over the last ${n} requests, ${deviation > 0 ? '+' : ''}${percent(deviation)} from the training mean ${trained.toPrecision(6)} (threshold ${percent(threshold)}, ${Number.isFinite(z) ? z.toFixed(1) : 'inf'} standard errors)`,
       );
     }
   }
   const drifted = lines.length > 0;
-  if (!drifted) lines.push(`OK: no feature mean deviates more than ${percent(threshold)} from training over the last ${tail.length} requests`);
+  if (!drifted) {
+    lines.push(`OK: no feature mean deviates more than ${percent(threshold)} (and ${minZ} standard errors) from training over the last ${n} requests`);
+  }
   return { rows: tail.length, lines, drifted };
+}
+
+/**
+ * Data rows in a feature log now: its complete lines but the header; undefined when the file
+ * cannot be read. Streams the file and finds line ends natively, so a large log costs no memory.
+ */
+export async function countLogRows(file: string): Promise<number | undefined> {
+  let lines = 0;
+  try {
+    for await (const chunk of createReadStream(file)) {
+      const bytes = chunk as Buffer;
+      for (let i = bytes.indexOf(0x0a); i !== -1; i = bytes.indexOf(0x0a, i + 1)) lines++;
+    }
+  } catch {
+    return undefined;
+  }
+  return Math.max(0, lines - 1);
+}
+
+/**
+ * Waits, at most `timeoutMs`, until a readable log holds `rows` data rows. The server answers a
+ * prediction before its row reaches the file (rows go out in batches), so a client that reads the
+ * log right after its last answer would miss its newest rows.
+ */
+export async function waitForLogRows(file: string, rows: number, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const now = await countLogRows(file);
+    if (now === undefined || now >= rows || Date.now() >= deadline) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }

@@ -1,7 +1,5 @@
 import { createWriteStream, openSync, readSync, closeSync, statSync } from 'node:fs';
 import type { Writable } from 'node:stream';
-import { once } from 'node:events';
-import { format } from 'fast-csv';
 import type { FastifyBaseLogger } from 'fastify';
 import { CsvHeaderMismatchError } from '../errors.js';
 import type { FeatureLogCounts } from './metrics.js';
@@ -10,13 +8,28 @@ export type OpenSink = (file: string) => Writable;
 
 /** How long a broken log waits before trying to reopen the file (disk freed, permission fixed). */
 const REOPEN_AFTER_MS = 1000;
+/**
+ * Rows wait up to FLUSH_MS, or until FLUSH_BYTES are pending, then go out in one write: a write
+ * per request would cost a stream write and a syscall on libuv's pool for every prediction. A
+ * crash can lose at most these milliseconds of rows; a shutdown loses none (close() flushes).
+ */
+const FLUSH_MS = 20;
+const FLUSH_BYTES = 64 * 1024;
 
 export function featureLogHeader(features: readonly string[]): string[] {
   return ['timestamp', 'id', 'model', 'version', 'rows', 'feature_mean', 'prediction_mean', ...features.map((f) => `${f}_mean`)];
 }
 
+/**
+ * One CSV field as fast-csv writes it (RFC 4180): quoted when it holds a quote, comma or line
+ * break, quotes doubled, NUL dropped. Numbers, ISO timestamps and UUIDs never need it.
+ */
+export function csvField(value: string): string {
+  const field = value.replace(/\0/g, '');
+  return /[",\r\n]/.test(field) ? `"${field.replace(/"/g, '""')}"` : field;
+}
+
 interface Sink {
-  csv: ReturnType<typeof format>;
   file: Writable;
   headerPending: boolean;
   broken: boolean;
@@ -27,6 +40,11 @@ interface Sink {
  * request; the header only when the file is new or empty, so restarts append under one header.
  * A write failure never fails a prediction: the row is counted as an error, the failure is logged
  * once per streak, and the file is reopened on a later row.
+ *
+ * Rows are formatted here rather than through a fast-csv stream, whose per-row stream machinery
+ * and per-field escaping cost several microseconds a request, more than all the other monitoring;
+ * the output is byte for byte what fast-csv writes (the text fields are escaped as it does, once),
+ * and check-csv still reads it with fast-csv.
  */
 export class FeatureLog implements FeatureLogCounts {
   rowsWritten = 0;
@@ -35,17 +53,29 @@ export class FeatureLog implements FeatureLogCounts {
   private failing = false;
   private failedSince = 0;
   private lastOpenAttempt = 0;
-  private readonly header: string[];
+  private readonly header: string;
+  /** `,model,version,`: the same in every row, escaped once. */
+  private readonly between: string;
+  /** Scratch for one row's feature means, reused: append runs once per accepted request. */
+  private readonly means: Float64Array;
+  private pending = '';
+  private pendingRows = 0;
+  private flushTimer: NodeJS.Timeout | undefined;
+  /** The ISO timestamp of the last row's millisecond: under load many rows share one. */
+  private stampMs = -1;
+  private stamp = '';
 
   constructor(
     readonly file: string,
-    private readonly model: string,
-    private readonly version: string,
+    model: string,
+    version: string,
     private readonly features: readonly string[],
     private readonly log: FastifyBaseLogger,
     private readonly openSink: OpenSink = (path) => createWriteStream(path, { flags: 'a' }),
   ) {
-    this.header = featureLogHeader(features);
+    this.header = `${featureLogHeader(features).map(csvField).join(',')}\n`;
+    this.between = `,${csvField(model)},${csvField(version)},`;
+    this.means = new Float64Array(features.length);
     this.checkExistingHeader();
     this.sink = this.open();
   }
@@ -53,7 +83,7 @@ export class FeatureLog implements FeatureLogCounts {
   /** Appends the request's row: per-feature means over its rows, the overall feature mean, the prediction mean. */
   append(id: string, features: Float64Array, predictions: ArrayLike<number>, rows: number): void {
     const width = this.features.length;
-    const featureMeans = new Array<number>(width).fill(0);
+    const featureMeans = this.means.fill(0);
     let all = 0;
     for (let r = 0; r < rows; r++) {
       for (let f = 0; f < width; f++) featureMeans[f] += features[r * width + f]!;
@@ -64,27 +94,53 @@ export class FeatureLog implements FeatureLogCounts {
     }
     let predictionSum = 0;
     for (let r = 0; r < rows; r++) predictionSum += predictions[r]!;
-    const row = [new Date().toISOString(), id, this.model, this.version, rows, all / (rows * width), predictionSum / rows, ...featureMeans];
+    const now = Date.now();
+    if (now !== this.stampMs) {
+      this.stampMs = now;
+      this.stamp = new Date(now).toISOString();
+    }
+    let line = `${this.stamp},${id}${this.between}${rows},${all / (rows * width)},${predictionSum / rows}`;
+    for (let f = 0; f < width; f++) line += `,${featureMeans[f]}`;
 
-    const sink = this.usableSink();
-    if (!sink) {
+    if (!this.usableSink()) {
       this.rowErrors++;
       return;
     }
-    sink.csv.write(row);
+    this.pending += `${line}\n`;
+    this.pendingRows++;
+    if (this.pending.length >= FLUSH_BYTES) this.flush();
+    else this.flushTimer ??= setTimeout(this.flush, FLUSH_MS);
   }
 
-  /** Flushes every row written so far and closes the file. */
+  /** Writes every row appended so far and closes the file. */
   async close(): Promise<void> {
+    this.flush();
     const sink = this.sink;
     this.sink = undefined;
     if (!sink || sink.broken) return;
-    const ended = once(sink.csv, 'end');
-    sink.csv.end();
-    await ended;
-    if (sink.broken) return;
     await new Promise<void>((resolve) => sink.file.end(resolve));
   }
+
+  /** Hands the pending rows to the file in one write; they count as written or failed when it settles. */
+  private readonly flush = (): void => {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    const rows = this.pendingRows;
+    if (rows === 0) return;
+    const chunk = this.pending;
+    this.pending = '';
+    this.pendingRows = 0;
+    const sink = this.sink;
+    if (!sink || sink.broken) {
+      this.rowErrors += rows;
+      return;
+    }
+    if (sink.headerPending) {
+      sink.headerPending = false;
+      sink.file.write(this.header);
+    }
+    sink.file.write(chunk, (err) => this.settleRows(rows, err ?? undefined));
+  };
 
   private usableSink(): Sink | undefined {
     if (this.sink && !this.sink.broken) return this.sink;
@@ -98,16 +154,9 @@ export class FeatureLog implements FeatureLogCounts {
     this.lastOpenAttempt = Date.now();
     const size = fileSize(this.file);
     const file = this.openSink(this.file);
-    const headerPending = size === 0;
-    const csv = format({ headers: this.header, writeHeaders: headerPending, includeEndRowDelimiter: true });
-    const sink: Sink = { csv, file, headerPending, broken: false };
+    const sink: Sink = { file, headerPending: size === 0, broken: false };
     // A crash can leave the last row without its line end; start ours on a fresh line.
     if (size > 0 && lastByte(this.file) !== 0x0a) file.write('\n');
-    csv.on('data', (chunk: Buffer) => {
-      const isRow = !sink.headerPending;
-      sink.headerPending = false;
-      file.write(chunk, (err) => (isRow ? this.settleRow(err ?? undefined) : undefined));
-    });
     file.on('error', (err) => {
       sink.broken = true;
       this.noteFailure(err);
@@ -115,14 +164,14 @@ export class FeatureLog implements FeatureLogCounts {
     return sink;
   }
 
-  /** Counts a row's outcome; logs only when a failure streak starts and ends. */
-  private settleRow(err: Error | undefined): void {
+  /** Counts the outcome of a write of `rows` rows; logs only when a failure streak starts and ends. */
+  private settleRows(rows: number, err: Error | undefined): void {
     if (err) {
       this.noteFailure(err);
-      this.rowErrors++;
+      this.rowErrors += rows;
       return;
     }
-    this.rowsWritten++;
+    this.rowsWritten += rows;
     if (this.failing) {
       this.failing = false;
       this.log.info({ file: this.file, failedRows: this.rowErrors - this.failedSince }, 'feature log writes again');
@@ -139,7 +188,7 @@ export class FeatureLog implements FeatureLogCounts {
 
   private checkExistingHeader(): void {
     if (fileSize(this.file) === 0) return;
-    const expected = this.header.join(',');
+    const expected = this.header.slice(0, -1);
     const found = firstLine(this.file);
     if (found !== expected) {
       throw new CsvHeaderMismatchError(this.file, `found "${found}", this model writes "${expected}"; pass another --csv path or move the old file`);

@@ -1,11 +1,15 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Baseline } from '../model/baseline.js';
+import { BucketCounts } from './buckets.js';
+import { feedbackOutcomes, type Feedback } from './feedback.js';
 import { Monitor, outlierReasons, rangeSides } from './monitor.js';
+import { evictionReasons } from './prediction-store.js';
 
 /**
- * The metric contract of DESIGN.md, in one place. Counters the request path bumps once per
- * request are prom-client metrics; everything updated per row or per feature lives in the
- * Monitor's typed arrays and is turned into samples here, at scrape time.
+ * The metric contract of DESIGN.md, in one place. Everything the request path updates lives in
+ * typed arrays (the Monitor's, and the counters and histograms here) and is turned into samples
+ * at scrape time: a prom-client counter or histogram call costs 0.3 to 1 us, more than all the
+ * per-row monitoring of a request. prom-client provides the registry and the process metrics.
  */
 
 export const requestOutcomes = ['ok', 'invalid', 'error', 'overloaded'] as const;
@@ -27,14 +31,44 @@ export const invalidReasons = [
   'unknown_feature',
   'empty_batch',
   'batch_too_large',
+  // POST /observe without the model's answers; a V2 tensor that is not FP32 or not [rows, features];
+  // /observe's predictions not one per row.
+  'missing_prediction',
+  'wrong_datatype',
+  'wrong_shape',
 ] as const;
 export type InvalidReason = (typeof invalidReasons)[number];
 
-interface Sample {
-  labels: Record<string, string | number>;
-  value: number;
-  metricName?: string;
-}
+/**
+ * Why a POST /feedback was rejected. Its own counter, not model_invalid_inputs_total: labels come
+ * from another system, and a broken label pipeline must neither page as bad model input
+ * (ModelInvalidInputRatioHigh divides that counter by prediction requests) nor hide in it.
+ */
+export const feedbackRejectReasons = [
+  'malformed_json',
+  'empty_body',
+  'unsupported_media_type',
+  'body_too_large',
+  'wrong_type',
+  'missing_field',
+  'unknown_field',
+  'invalid_id',
+  'not_a_number',
+  'non_finite',
+  'empty_batch',
+  'batch_too_large',
+  'disabled',
+] as const;
+export type FeedbackRejectReason = (typeof feedbackRejectReasons)[number];
+
+type Labels = Record<string, string | number>;
+
+/**
+ * One sample for prom-client's Registry. A series whose labels never change passes them once-made
+ * as `sharedLabels`: the Registry caches their text by object, so the per-feature families (a
+ * few thousand series at 200 features) are not re-escaped and re-joined on every scrape.
+ */
+type Sample = { value: number; metricName?: string } & ({ labels: Labels } | { sharedLabels: Readonly<Labels> });
 
 /** A metric whose samples are computed when scraped; prom-client's Registry only needs get(). */
 class ScrapeTimeMetric {
@@ -61,54 +95,69 @@ export interface Metrics {
   readonly registry: Registry;
   countRequest(outcome: RequestOutcome): void;
   countInvalid(reason: InvalidReason): void;
+  countFeedbackRejected(reason: FeedbackRejectReason): void;
   observeInference(seconds: number): void;
 }
 
-export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: FeatureLogCounts): Metrics {
+export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: FeatureLogCounts, feedback: Feedback): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const id = { model: baseline.model, version: baseline.version };
   const names = baseline.features.map((f) => f.name);
   const register = (name: string, help: string, type: ScrapeTimeMetric['type'], samples: () => Sample[]) =>
     registry.registerMetric(new ScrapeTimeMetric(name, help, type, samples) as never);
-  const perFeature = (value: (f: number) => number): Sample[] =>
-    names.flatMap((feature, f) => {
+  const featureLabels = names.map((feature) => ({ ...id, feature }));
+  const perFeature = (value: (f: number) => number): Sample[] => {
+    const samples: Sample[] = [];
+    for (let f = 0; f < names.length; f++) {
       const v = value(f);
-      return Number.isNaN(v) ? [] : [{ labels: { ...id, feature }, value: v }];
-    });
+      if (!Number.isNaN(v)) samples.push({ sharedLabels: featureLabels[f]!, value: v });
+    }
+    return samples;
+  };
 
   register('model_info', 'Which model and version are served (always 1).', 'gauge', () => [{ labels: id, value: 1 }]);
 
-  const requests = new Counter({ name: 'model_requests_total', help: 'Requests to prediction routes, by outcome.', labelNames: ['model', 'version', 'outcome'], registers: [registry] });
-  const requestsBy = Object.fromEntries(requestOutcomes.map((outcome) => [outcome, requests.labels({ ...id, outcome })]));
-  for (const child of Object.values(requestsBy)) child.inc(0);
+  /** A counter over a closed enum, every value exported from 0 so that rate() sees the first one; returns its increment. */
+  const enumCounter = <V extends string>(name: string, help: string, label: string, values: readonly V[]) => {
+    const counts = new Float64Array(values.length);
+    register(name, help, 'counter', () => values.map((v, i) => ({ labels: { ...id, [label]: v }, value: counts[i]! })));
+    const index = Object.fromEntries(values.map((v, i) => [v, i])) as Record<V, number>;
+    return (v: V) => {
+      counts[index[v]]!++;
+    };
+  };
+  const countRequest = enumCounter('model_requests_total', 'Requests to prediction routes, by outcome.', 'outcome', requestOutcomes);
+  const countInvalid = enumCounter('model_invalid_inputs_total', 'Rejected inputs, by reason (closed enum).', 'reason', invalidReasons);
 
-  const invalid = new Counter({ name: 'model_invalid_inputs_total', help: 'Rejected inputs, by reason (closed enum).', labelNames: ['model', 'version', 'reason'], registers: [registry] });
-  const invalidBy = Object.fromEntries(invalidReasons.map((reason) => [reason, invalid.labels({ ...id, reason })]));
-  for (const child of Object.values(invalidBy)) child.inc(0);
-
-  const inferenceHistogram = new Histogram({
-    name: 'model_inference_duration_seconds',
-    help: 'Time inside the model per request, in seconds.',
-    labelNames: ['model', 'version'],
-    buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
-    registers: [registry],
-  });
-  inferenceHistogram.zero(id);
-  const inference = inferenceHistogram.labels(id);
-
-  register('model_prediction_value', 'Every prediction; buckets fitted to the baseline predictions.', 'histogram', () => {
-    let cumulative = 0;
-    const buckets = monitor.bucketBounds.map((le, b) => {
-      cumulative += monitor.predictionBuckets[b]!;
-      return { labels: { ...id, le }, value: cumulative, metricName: 'model_prediction_value_bucket' };
+  /** Exposition of a histogram kept as per-bucket (not cumulative) counts, the last one +Inf. */
+  const histogram = (name: string, help: string, h: Pick<BucketCounts, 'bounds' | 'counts' | 'sum' | 'count'>) =>
+    register(name, help, 'histogram', () => {
+      let cumulative = 0;
+      const buckets = h.bounds.map((le, b) => {
+        cumulative += h.counts[b]!;
+        return { labels: { ...id, le }, value: cumulative, metricName: `${name}_bucket` };
+      });
+      return [
+        ...buckets,
+        { labels: { ...id, le: '+Inf' }, value: h.count, metricName: `${name}_bucket` },
+        { labels: id, value: h.sum, metricName: `${name}_sum` },
+        { labels: id, value: h.count, metricName: `${name}_count` },
+      ];
     });
-    return [
-      ...buckets,
-      { labels: { ...id, le: '+Inf' }, value: monitor.predictionCount, metricName: 'model_prediction_value_bucket' },
-      { labels: id, value: monitor.predictionSum, metricName: 'model_prediction_value_sum' },
-      { labels: id, value: monitor.predictionCount, metricName: 'model_prediction_value_count' },
-    ];
+
+  const inference = new BucketCounts([0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]);
+  histogram('model_inference_duration_seconds', 'Time inside the model per request, in seconds.', inference);
+
+  histogram('model_prediction_value', 'Every prediction; buckets fitted to the baseline predictions.', {
+    bounds: monitor.bucketBounds,
+    counts: monitor.predictionBuckets,
+    get sum() {
+      return monitor.predictionSum;
+    },
+    get count() {
+      return monitor.predictionCount;
+    },
   });
 
   register('model_prediction_outliers_total', 'Predictions outside the configured bounds, by reason.', 'counter', () =>
@@ -130,24 +179,21 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
       return (monitor.featureWindow.mean(f) - trained) / Math.abs(trained);
     }),
   );
+  const sideLabels = names.flatMap((feature) => rangeSides.map((side) => ({ ...id, feature, side })));
   register('model_feature_out_of_range_total', 'Feature values outside the training range, by side.', 'counter', () =>
-    names.flatMap((feature, f) => rangeSides.map((side, s) => ({ labels: { ...id, feature, side }, value: monitor.outOfRange[f * 2 + s]! }))),
+    sideLabels.map((labels, i) => ({ sharedLabels: labels, value: monitor.outOfRange[i]! })),
   );
   register('model_window_rows', 'Rows in the rolling window now; rolling gauges mean little until it fills.', 'gauge', () => [
     { labels: id, value: monitor.featureWindow.rows },
   ]);
-  const perBin = (value: (flat: number, f: number, bin: number) => number): Sample[] =>
-    names.flatMap((feature, f) => {
-      const samples: Sample[] = [];
-      for (let flat = monitor.binStart[f]!; flat < monitor.binStart[f + 1]!; flat++) {
-        const bin = flat - monitor.binStart[f]!;
-        samples.push({ labels: { ...id, feature, bin: String(bin) }, value: value(flat, f, bin) });
-      }
-      return samples;
-    });
+  /** Per (feature, bin), in the Monitor's flat bin order. */
+  const bins = names.flatMap((feature, f) =>
+    baseline.features[f]!.bin_ratios.map((ratio, bin) => ({ labels: { ...id, feature, bin: String(bin) }, ratio })),
+  );
+  const perBin = (value: (flat: number) => number): Sample[] => bins.map(({ labels }, flat) => ({ sharedLabels: labels, value: value(flat) }));
   register('model_feature_bin_total', 'Rows per feature and baseline quantile bin.', 'counter', () => perBin((flat) => monitor.binTotals[flat]!));
   register('model_feature_baseline_bin_ratio', 'Share of training rows in each baseline quantile bin.', 'gauge', () =>
-    perBin((_flat, f, bin) => baseline.features[f]!.bin_ratios[bin]!),
+    perBin((flat) => bins[flat]!.ratio),
   );
   register('model_feature_psi', 'Population stability index of the rolling window against the baseline bins.', 'gauge', () =>
     perFeature((f) => monitor.windowPsi(f)),
@@ -155,10 +201,34 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
   register('model_feature_log_rows_total', 'Rows written to the CSV feature log.', 'counter', () => [{ labels: id, value: featureLog.rowsWritten }]);
   register('model_feature_log_errors_total', 'Rows the CSV feature log failed to write.', 'counter', () => [{ labels: id, value: featureLog.rowErrors }]);
 
+  register('model_feedback_total', 'Ground-truth labels received, by outcome.', 'counter', () =>
+    feedbackOutcomes.map((outcome, i) => ({ labels: { ...id, outcome }, value: feedback.outcomes[i]! })),
+  );
+  histogram('model_prediction_abs_error', 'abs(prediction - actual) of matched labels; buckets are multiples of the baseline MAE.', feedback.absError);
+  register('model_prediction_squared_error_total', 'Sum of (prediction - actual)^2 of matched labels: RMSE across replicas.', 'counter', () => [
+    { labels: id, value: feedback.squaredErrorSum },
+  ]);
+  histogram('model_feedback_delay_seconds', 'Seconds from a prediction to its label.', feedback.delay);
+  register('model_prediction_baseline_abs_error_mean', 'MAE of the model on its held-out data.', 'gauge', () =>
+    baseline.abs_error_mean === null ? [] : [{ labels: id, value: baseline.abs_error_mean }],
+  );
+  const { store } = feedback;
+  // Expiring here keeps both series true on a server that gets no traffic to expire them.
+  register('model_feedback_evictions_total', 'Predicted rows the feedback store dropped, labelled or not: capacity (--feedback-max-entries) or age (--feedback-ttl-seconds).', 'counter', () => {
+    store.expire();
+    return evictionReasons.map((reason, i) => ({ labels: { ...id, reason }, value: store.evictions[i]! }));
+  });
+  register('model_feedback_store_entries', 'Predicted rows remembered for feedback now (at most --feedback-max-entries).', 'gauge', () => {
+    store.expire();
+    return [{ labels: id, value: store.size }];
+  });
+  const countFeedbackRejected = enumCounter('model_feedback_rejected_total', 'Rejected POST /feedback requests, by reason (closed enum).', 'reason', feedbackRejectReasons);
+
   return {
     registry,
-    countRequest: (outcome) => requestsBy[outcome]!.inc(),
-    countInvalid: (reason) => invalidBy[reason]!.inc(),
+    countRequest,
+    countInvalid,
+    countFeedbackRejected,
     observeInference: (seconds) => inference.observe(seconds),
   };
 }

@@ -30,7 +30,9 @@ export class Monitor {
 
   private readonly mins: Float64Array;
   private readonly maxs: Float64Array;
-  private readonly edges: Float64Array[];
+  /** Every feature's inner bin edges, one after the other: feature f's are [edgeStart[f], edgeStart[f + 1]). */
+  private readonly edges: Float64Array;
+  private readonly edgeStart: Int32Array;
   private readonly binRing: Uint16Array;
 
   constructor(
@@ -47,9 +49,13 @@ export class Monitor {
     this.outOfRange = new Float64Array(this.width * 2);
     this.mins = Float64Array.from(features, (f) => f.min);
     this.maxs = Float64Array.from(features, (f) => f.max);
-    this.edges = features.map((f) => Float64Array.from(f.bin_edges));
+    this.edges = Float64Array.from(features.flatMap((f) => f.bin_edges));
+    this.edgeStart = new Int32Array(this.width + 1);
     this.binStart = new Int32Array(this.width + 1);
-    features.forEach((f, i) => (this.binStart[i + 1] = this.binStart[i]! + f.bin_edges.length + 1));
+    features.forEach((f, i) => {
+      this.edgeStart[i + 1] = this.edgeStart[i]! + f.bin_edges.length;
+      this.binStart[i + 1] = this.binStart[i]! + f.bin_edges.length + 1;
+    });
     this.binTotals = new Float64Array(this.binStart[this.width]!);
     this.binWindow = new Float64Array(this.binStart[this.width]!);
     this.binRing = new Uint16Array(window * this.width);
@@ -61,7 +67,7 @@ export class Monitor {
    * Returns how many predictions were outliers.
    */
   record(features: Float64Array, predictions: ArrayLike<number>, rows: number): number {
-    const { width, mins, maxs, outOfRange, edges, binStart, binTotals, binWindow, binRing } = this;
+    const { width, mins, maxs, outOfRange, edges, edgeStart, binTotals, binWindow, binRing } = this;
     let outlierCount = 0;
     for (let r = 0; r < rows; r++) {
       const offset = r * width;
@@ -71,24 +77,30 @@ export class Monitor {
         const v = features[offset + f]!;
         if (v < mins[f]!) outOfRange[f * 2]!++;
         else if (v > maxs[f]!) outOfRange[f * 2 + 1]!++;
-        const bin = binStart[f]! + binIndex(edges[f]!, v);
+        // The bin is the number of the feature's edges <= v (DESIGN.md); feature f has one bin more
+        // than edges, so its bins start f places after its edges. Edges are few: a scan beats a search.
+        let e = edgeStart[f]!;
+        const end = edgeStart[f + 1]!;
+        while (e < end && v >= edges[e]!) e++;
+        const bin = e + f;
         binTotals[bin]!++;
         if (evicting) binWindow[binRing[ringBase + f]!]!--;
         binWindow[bin]!++;
         binRing[ringBase + f] = bin;
       }
       this.featureWindow.push(features, offset);
-      outlierCount += this.recordPrediction(predictions[r]!);
+      outlierCount += this.recordPrediction(predictions, r);
     }
     return outlierCount;
   }
 
-  private recordPrediction(p: number): number {
+  private recordPrediction(predictions: ArrayLike<number>, r: number): number {
+    const p = predictions[r]!;
     if (!Number.isFinite(p)) {
       this.outliers[2]!++;
       return 1;
     }
-    this.predictionWindow.push([p], 0);
+    this.predictionWindow.push(predictions, r);
     const bounds = this.bucketBounds;
     let b = 0;
     while (b < bounds.length && p > bounds[b]!) b++;
@@ -114,13 +126,6 @@ export class Monitor {
     const counts = this.binWindow.subarray(start, this.binStart[feature + 1]);
     return psi(counts, n, this.baseline.features[feature]!.bin_ratios);
   }
-}
-
-/** Number of edges <= v: the bin of DESIGN.md. Edges are few (k - 1, k ~ 10), so a scan beats a search. */
-export function binIndex(edges: Float64Array, v: number): number {
-  let i = 0;
-  while (i < edges.length && v >= edges[i]!) i++;
-  return i;
 }
 
 /**

@@ -4,13 +4,23 @@ import type { InvalidReason } from '../monitor/metrics.js';
 /** The largest float32: anything beyond it (1e39, 1e400) would reach the model as Infinity. */
 export const FLOAT32_MAX = 3.4028234663852886e38;
 
+/** What a prediction body looks like, for messages that tell the client what to send. */
+export const predictBodyHint = '{"features": [...]} or {"instances": [[...], ...]}';
+export const observeBodyHint = '{"features": [...], "prediction": p} or {"instances": [[...], ...], "predictions": [p, ...]}';
+
 export interface PredictBody {
   features?: number[] | Record<string, number>;
   instances?: (number[] | Record<string, number>)[];
 }
 
+/** What another service's model saw and said; null is a prediction that was not finite. */
+export interface ObserveBody extends PredictBody {
+  prediction?: number | null;
+  predictions?: (number | null)[];
+}
+
 /**
- * The body schema of every prediction route. One row is either positional (an array of exactly
+ * The body schema of POST /predict, and the rows of /observe. One row is either positional (an array of exactly
  * `names.length` numbers) or named (an object with exactly those keys); `if`/`then`/`else`
  * rather than `oneOf` so that a bad row gets the error of the form it tried, not of both.
  */
@@ -36,39 +46,80 @@ export function predictBodySchema(names: readonly string[], maxBatchRows: number
   };
 }
 
-interface AjvError {
+/**
+ * POST /observe: the prediction body's rows, each with the answer the other service's model gave.
+ * Predictions are not bounded to float32, since no model here reads them; that there is one per
+ * row the handler checks, as a schema cannot compare two lists' lengths.
+ */
+export function observeBodySchema(names: readonly string[], maxBatchRows: number) {
+  const predict = predictBodySchema(names, maxBatchRows);
+  const prediction = { type: ['number', 'null'] };
+  return {
+    ...predict,
+    properties: { ...predict.properties, prediction, predictions: { type: 'array', items: prediction } },
+    then: { not: { anyOf: [{ required: ['features'] }, { required: ['prediction'] }] }, required: ['predictions'] },
+    else: { required: ['features', 'prediction'], not: { required: ['predictions'] } },
+  };
+}
+
+export interface AjvError {
   keyword: string;
   instancePath: string;
   params: Record<string, unknown>;
+  message?: string;
 }
 
-const pointer = (path: string) => (path === '' ? 'body' : `body${path.replace(/\//g, '.')}`);
-const lookup = (body: unknown, path: string): unknown =>
+/** The schema's first complaint (validation stops at the first: allErrors is off). */
+export const firstComplaint = (error: FastifyError) => (error.validation?.[0] ?? { keyword: '', instancePath: '', params: {} }) as AjvError;
+
+export const pointer = (path: string) => (path === '' ? 'body' : `body${path.replace(/\//g, '.')}`);
+export const lookup = (body: unknown, path: string): unknown =>
   path
     .split('/')
     .slice(1)
     .reduce<unknown>((node, key) => (node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[key] : undefined), body);
-const describe = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'string' ? 'a string' : typeof v);
+export const describe = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'string' ? 'a string' : typeof v);
 /** User text in a message is shortened: a 1 MB key must not come back as a 1 MB error. */
-const quote = (s: unknown): string => JSON.stringify(String(s).slice(0, 64));
+export const quote = (s: unknown): string => JSON.stringify(String(s).slice(0, 64));
 
-/** Turns the schema's first complaint into a closed-enum reason and a message naming the field. */
-export function explainValidation(error: FastifyError, body: unknown, names: readonly string[], maxBatchRows: number): { reason: InvalidReason; message: string } {
-  if (body === undefined || body === null) return { reason: 'empty_body', message: 'body is empty; send {"features": [...]} or {"instances": [[...], ...]}' };
+/** What is wrong with a body that is not a JSON object at all, the same on every JSON route. */
+export function explainWholeBody(body: unknown, hint: string): { reason: 'empty_body' | 'wrong_type'; message: string } | undefined {
+  if (body === undefined || body === null) return { reason: 'empty_body', message: `body is empty; send ${hint}` };
   if (typeof body !== 'object' || Array.isArray(body)) return { reason: 'wrong_type', message: `body must be a JSON object, got ${describe(body)}` };
-  const first = (error.validation?.[0] ?? { keyword: '', instancePath: '', params: {} }) as AjvError;
-  const { keyword, instancePath: path, params } = first;
+  return undefined;
+}
+
+/**
+ * Turns the schema's first complaint into a closed-enum reason and a message naming the field;
+ * `withPredictions` for /observe's bodies, which carry the model's answers beside the rows.
+ */
+export function explainValidation(
+  error: FastifyError,
+  body: unknown,
+  names: readonly string[],
+  maxBatchRows: number,
+  withPredictions = false,
+): { reason: InvalidReason; message: string } {
+  const whole = explainWholeBody(body, withPredictions ? observeBodyHint : predictBodyHint);
+  if (whole) return whole;
+  const { keyword, instancePath: path, params } = firstComplaint(error);
   const at = pointer(path);
   const expectedRow = `${names.length} numbers in the order ${names.join(', ')}, or an object with those keys`;
+  const expectedFields = withPredictions ? '"features" with "prediction", or "instances" with "predictions"' : '"features" or "instances"';
   switch (keyword) {
-    case 'type':
+    case 'type': {
+      const types = [params.type].flat();
       // JSON.parse turns 1e400 into Infinity, which the schema's number type refuses.
-      if (params.type === 'number' && typeof lookup(body, path) === 'number') {
+      if (types.includes('number') && typeof lookup(body, path) === 'number') {
         return { reason: 'non_finite', message: `${at} must be a finite number, got ${String(lookup(body, path))} (the JSON number overflows a double)` };
       }
-      if (params.type === 'number') return { reason: 'not_a_number', message: `${at} must be a number, got ${describe(lookup(body, path))}` };
+      if (types.includes('number')) {
+        return { reason: 'not_a_number', message: `${at} must be a number${types.includes('null') ? ' or null' : ''}, got ${describe(lookup(body, path))}` };
+      }
       if (path === '/instances') return { reason: 'wrong_type', message: `body.instances must be a list of rows, each ${expectedRow}` };
+      if (path === '/predictions') return { reason: 'wrong_type', message: 'body.predictions must be a list of numbers, one per row of body.instances' };
       return { reason: 'wrong_type', message: `${at} must be ${expectedRow}; got ${describe(lookup(body, path))}` };
+    }
     case 'minimum':
     case 'maximum':
       return { reason: 'non_finite', message: `${at} must be a finite number within float32 range (|x| <= ${FLOAT32_MAX}), got ${String(lookup(body, path))}` };
@@ -83,28 +134,35 @@ export function explainValidation(error: FastifyError, body: unknown, names: rea
       return { reason: 'wrong_feature_count', message: `${at} must have exactly ${names.length} values (${names.join(', ')}), got ${length}` };
     }
     case 'required':
-      if (path === '') return { reason: 'missing_features', message: 'body must have "features" (one row) or "instances" (a list of rows)' };
+      if (path === '' && String(params.missingProperty).startsWith('prediction')) {
+        return { reason: 'missing_prediction', message: `body has no ${quote(params.missingProperty)}: send the model's answer with the rows, ${observeBodyHint}` };
+      }
+      if (path === '') {
+        const answers = withPredictions ? ', with the model\'s "prediction" or "predictions"' : '';
+        return { reason: 'missing_features', message: `body must have "features" (one row) or "instances" (a list of rows)${answers}` };
+      }
       return { reason: 'missing_feature', message: `${at} is missing feature ${quote(params.missingProperty)}; expected ${names.join(', ')}` };
     case 'additionalProperties':
-      if (path === '') return { reason: 'unknown_field', message: `body has unknown field ${quote(params.additionalProperty)}; expected "features" or "instances"` };
+      if (path === '') return { reason: 'unknown_field', message: `body has unknown field ${quote(params.additionalProperty)}; expected ${expectedFields}` };
       return { reason: 'unknown_feature', message: `${at} has unknown feature ${quote(params.additionalProperty)}; expected ${names.join(', ')}` };
     case 'not':
-      return { reason: 'unknown_field', message: 'body has both "features" and "instances"; send one of them' };
+      if ('features' in (body as object) && 'instances' in (body as object)) return { reason: 'unknown_field', message: 'body has both "features" and "instances"; send one of them' };
+      return { reason: 'unknown_field', message: `body mixes the one-row and the batch form; send ${expectedFields}` };
     default:
       return { reason: 'wrong_type', message: `${at} is not valid: ${error.message}` };
   }
 }
 
 /**
- * Lays validated rows out row-major: as sent (float64) for the monitoring, so the rolling means
- * are the means of what the client sent, and as float32 for the model.
+ * Lays validated rows out row-major as sent (float64): the rolling means are the means of what the
+ * client sent; the in-process model converts them to its float32 input.
  */
-export function toMatrix(rowsIn: readonly (number[] | Record<string, number>)[], names: readonly string[]): { values: Float64Array; input: Float32Array } {
+export function toMatrix(rowsIn: readonly (number[] | Record<string, number>)[], names: readonly string[]): Float64Array {
   const width = names.length;
   const values = new Float64Array(rowsIn.length * width);
   rowsIn.forEach((row, r) => {
     if (Array.isArray(row)) values.set(row, r * width);
     else for (let f = 0; f < width; f++) values[r * width + f] = row[names[f]!]!;
   });
-  return { values, input: Float32Array.from(values) };
+  return values;
 }

@@ -1,16 +1,18 @@
 import type { FastifyInstance } from 'fastify';
-import { predictBodySchema, toMatrix, type PredictBody } from './predict-schema.js';
-import { predictionErrorHandler } from './prediction-errors.js';
+import { explainValidation, predictBodyHint, predictBodySchema, toMatrix, type PredictBody } from './predict-schema.js';
+import { jsonPrediction, jsonPredictionSchema as prediction, predictAndAnswer, preparePredictionRoutes } from './prediction-path.js';
 
-const prediction = { type: ['number', 'null'], description: 'null when the model returned a non-finite value' };
-
-/** POST /predict: one row (positional or named) or a batch of rows. */
+/**
+ * POST /predict: one row (positional or named) or a batch of rows. A sidecar whose upstream speaks
+ * this JSON protocol forwards the body unchanged and returns the upstream's answer unchanged.
+ */
 export default async function predictRoutes(app: FastifyInstance) {
   const { watch } = app;
-  const { featureNames, config, model, metrics } = watch;
-  // Only JSON is a prediction body; Fastify would otherwise accept text/plain as a string.
-  app.removeContentTypeParser('text/plain');
-  app.setErrorHandler(predictionErrorHandler(metrics, featureNames, config.maxBatchRows, config.bodyLimit));
+  const { featureNames, config } = watch;
+  preparePredictionRoutes(app, {
+    hint: predictBodyHint,
+    explain: (error, body) => explainValidation(error, body, featureNames, config.maxBatchRows),
+  });
 
   app.post<{ Body: PredictBody }>(
     '/predict',
@@ -30,18 +32,15 @@ export default async function predictRoutes(app: FastifyInstance) {
         },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { features, instances } = request.body;
       const rowsIn = instances ?? [features!];
-      const { values, input } = toMatrix(rowsIn, featureNames);
-      const started = process.hrtime.bigint();
-      const predictions = await model.predict(input, rowsIn.length);
-      metrics.observeInference(Number(process.hrtime.bigint() - started) / 1e9);
-      const { rowIds } = watch.record(values, predictions, rowsIn.length);
-      const answer = (p: number) => (Number.isFinite(p) ? p : null);
-      return instances
-        ? { ids: rowIds, predictions: Array.from(predictions, answer) }
-        : { id: rowIds[0], prediction: answer(predictions[0]!) };
+      const sent = { protocol: 'json', body: request.body } as const;
+      return predictAndAnswer(watch, reply, toMatrix(rowsIn, featureNames), rowsIn.length, sent, (predictions, { rowIds }) =>
+        instances
+          ? { ids: rowIds, predictions: Array.from(predictions, jsonPrediction) }
+          : { id: rowIds[0], prediction: jsonPrediction(predictions[0]!) },
+      );
     },
   );
 }

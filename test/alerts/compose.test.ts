@@ -238,6 +238,7 @@ t.test('traffic loops modelwatch simulate against the server', async (t) => {
   t.equal(Number(u.port), SERVER_DEFAULT_PORT);
   t.match(script, /--requests\s+\d+/);
   t.match(script, /--drift\s+\S+/);
+  t.match(script, /\s--feedback\b/, 'sends each row\'s target as its label, for the ground-truth panels');
   const deps = tr.depends_on;
   t.equal(Array.isArray(deps) ? undefined : deps?.modelwatch?.condition, 'service_healthy', 'waits for the healthcheck');
 });

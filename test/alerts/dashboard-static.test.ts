@@ -90,7 +90,7 @@ t.test('variables: datasource, job, instance, model, version, feature', async (t
 t.test('rows', async (t) => {
   t.same(
     rows.map((r) => r.title),
-    ['Traffic and health', 'Predictions', 'Features', 'Firing alerts'],
+    ['Traffic and health', 'Predictions', 'Features', 'Distribution drift', 'Ground truth', 'Firing alerts'],
   );
 });
 
@@ -136,14 +136,18 @@ t.test('every range vector uses $__rate_interval', async (t) => {
 
 t.test('every modelwatch selector is filtered by the dashboard variables', async (t) => {
   for (const { panel, expr, target } of queries) {
-    const names = [...expr.matchAll(/\b(model_[a-z_]+)\b(\{[^}]*\})?/g)];
+    // A recording rule (level:metric:operations) is fleet-wide: it has no instance label, so
+    // filtering it by $instance would empty the panel as soon as one instance is picked.
+    const names = [...expr.matchAll(/(?<![\w:])((?:[a-z_]+:)?model_[a-z0-9_]+(?::[a-z0-9_]+)?)(\{[^}]*\})?/g)];
     for (const m of names) {
       const where = `"${panel.title}" ${target.refId}: ${m[1]}`;
+      const recorded = m[1]!.includes(':');
       t.ok(m[2], `${where} has a label selector`);
-      for (const v of ['job', 'instance', 'model', 'version']) t.match(m[2] ?? '', `${v}=~"$${v}"`, `${where} filters ${v}`);
-      if (/^model_feature_/.test(m[1]!) && m[1] !== 'model_feature_log_rows_total') {
-        t.match(m[2] ?? '', 'feature=~"$feature"', `${where} filters feature`);
-      }
+      for (const v of ['job', 'model', 'version']) t.match(m[2] ?? '', `${v}=~"$${v}"`, `${where} filters ${v}`);
+      if (recorded) t.notMatch(m[2] ?? '', 'instance=', `${where} is fleet-wide, not filtered by instance`);
+      else t.match(m[2] ?? '', 'instance=~"$instance"', `${where} filters instance`);
+      const perFeature = recorded ? m[1]!.split(':')[0]!.split('_').includes('feature') : /^model_feature_/.test(m[1]!) && m[1] !== 'model_feature_log_rows_total';
+      if (perFeature) t.match(m[2] ?? '', 'feature=~"$feature"', `${where} filters feature`);
     }
     if (/\b(up|ALERTS)\{/.test(expr)) t.match(expr, 'job=~"$job"', `"${panel.title}" ${target.refId}: filters job`);
   }
@@ -165,17 +169,34 @@ t.test('the panels the issue asks for', async (t) => {
     ['Features', 'baseline feature mean', /model_feature_baseline_mean\{/],
     ['Features', 'deviation ratio', /^model_feature_mean_deviation_ratio\{/],
     ['Features', 'out-of-range ratio', /model_feature_out_of_range_total.*\/.*model_prediction_value_count/],
+    ['Distribution drift', 'fleet-wide PSI', /^model_feature:model_feature_bin:psi1h\{/],
+    ['Distribution drift', 'per-replica PSI', /^model_feature_psi\{/],
+    ['Distribution drift', 'bin shares of the last hour', /^model_feature_bin:model_feature_bin:increase1h\{.*\/ ignoring \(bin\) group_left model_feature:model_feature_bin:increase1h\{/],
+    ['Distribution drift', 'training bin shares', /^model_feature_bin:model_feature_baseline_bin_ratio:max\{/],
+    ['Ground truth', 'fleet-wide MAE', /^model:model_prediction_abs_error:mae1h\{/],
+    ['Ground truth', 'fleet-wide RMSE', /^model:model_prediction_squared_error:rmse1h\{/],
+    ['Ground truth', 'held-out MAE', /^model:model_prediction_baseline_abs_error_mean:max\{/],
+    ['Ground truth', 'the alert threshold', /^1\.5 \* model:model_prediction_baseline_abs_error_mean:max\{/],
+    ['Ground truth', 'label coverage', /^model:model_feedback_matched_per_prediction:ratio_rate1h\{/],
+    ['Ground truth', 'labels by outcome', /sum by \(outcome\) \(rate\(model_feedback_total\{/],
+    ['Ground truth', 'rejected feedback by reason', /sum by \(reason\) \(rate\(model_feedback_rejected_total\{/],
+    ['Ground truth', 'label delay p50', /^model:model_feedback_delay_seconds:p50_rate1h\{/],
+    ['Ground truth', 'label delay p90', /^model:model_feedback_delay_seconds:p90_rate1h\{/],
+    ['Ground truth', 'feedback store entries', /^model_feedback_store_entries\{/],
+    ['Ground truth', 'feedback store evictions', /sum by \(reason\) \(rate\(model_feedback_evictions_total\{/],
+    ['Ground truth', 'abs error distribution', /^sum by \(le\) \(rate\(model_prediction_abs_error_bucket\{/],
     ['Firing alerts', 'firing alerts', /ALERTS\{alertstate="firing"/],
   ];
   for (const [row, what, re] of checks) t.ok(find(row, re).length > 0, `${row}: ${what}`);
 
-  const heatmap = vizPanels.find((p) => p.type === 'heatmap');
-  t.ok(heatmap, 'the prediction distribution is a heatmap');
-  t.match((heatmap?.targets?.[0] as { format?: string } | undefined)?.format, 'heatmap', 'fed buckets as a heatmap');
+  const heatmaps = vizPanels.filter((p) => p.type === 'heatmap');
+  t.same(heatmaps.map((p) => p.title), ['Prediction distribution', 'Absolute error distribution'], 'the prediction and error distributions are heatmaps');
+  for (const h of heatmaps) t.match((h.targets?.[0] as { format?: string } | undefined)?.format, 'heatmap', `${h.title}: fed buckets as a heatmap`);
 
   const units = Object.fromEntries(vizPanels.map((p) => [p.title, p.fieldConfig?.defaults?.unit]));
   t.equal(units['Model latency p50 / p99'], 's', 'latency in seconds');
-  for (const title of ['Prediction outlier ratio', 'Feature mean deviation from training', 'Out-of-range ratio by feature']) {
+  t.equal(units['Label delay p50 / p90 (last hour)'], 's', 'label delay in seconds');
+  for (const title of ['Prediction outlier ratio', 'Feature mean deviation from training', 'Out-of-range ratio by feature', 'Bin shares vs training: last hour', 'Label coverage: matched labels per prediction (last hour)']) {
     t.equal(units[title], 'percentunit', `${title} is a 0..1 ratio shown as percent`);
   }
   t.ok(vizPanels.some((p) => p.repeat === 'feature'), 'rolling mean vs training repeats per feature');

@@ -5,21 +5,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { load } from 'js-yaml';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { requireBinary, runBinary } from '../helpers/binaries.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const promDir = join(root, 'prometheus');
 const RUNBOOK_BASE = 'https://github.com/modelwatch/modelwatch/blob/main/prometheus/RUNBOOK.md';
 
-/** The alerts of the contract that this repository ships now (drift/ground-truth add theirs). */
+/** The alerts of DESIGN.md's alert contract, in its order. */
 const CONTRACT_ALERTS = [
   'ModelFeatureMeanDrift',
   'ModelPredictionMeanShift',
   'ModelPredictionOutlierRatioHigh',
   'ModelFeatureOutOfRangeRatioHigh',
+  'ModelFeatureDistributionShift',
   'ModelInvalidInputRatioHigh',
   'ModelInferenceLatencyHigh',
+  'ModelPredictionErrorHigh',
   'ModelFeatureLogFailing',
   'ModelExporterDown',
 ];
@@ -72,6 +74,15 @@ for (const file of testFiles) {
   tests.push({ file, parsed: load(await readFile(file, 'utf8')) as PromtoolTestFile });
 }
 
+/** promtool reports each rule file it checks with that file's rule count. */
+function expectRuleCounts(t: Test, stdout: string, message: string): void {
+  for (const file of ruleFiles) {
+    const count = groups.filter((g) => g.file === file).reduce((n, g) => n + g.rules.length, 0);
+    const escaped = file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    t.match(stdout, new RegExp(`Checking ${escaped}\\s+SUCCESS: ${count} rules found`), `${message}: ${count} in ${file}`);
+  }
+}
+
 /** Parses a Prometheus duration such as 1h30m into seconds. */
 function seconds(d: string): number {
   const re = /(\d+)(ms|s|m|h|d|w|y)/g;
@@ -94,13 +105,13 @@ t.test('promtool', async (t) => {
     const r = await runBinary(promtool, ['check', 'config', join(promDir, 'prometheus.yml')]);
     t.equal(r.code, 0, `promtool check config exits 0\n${r.stdout}${r.stderr}`);
     t.match(r.stdout, `SUCCESS: ${ruleFiles.length} rule files found`);
-    t.match(r.stdout, `SUCCESS: ${rules.length} rules found`, 'every parsed rule is loaded through the config');
+    expectRuleCounts(t, r.stdout, 'every parsed rule is loaded through the config');
   });
 
   t.test('check rules', async (t) => {
     const r = await runBinary(promtool, ['check', 'rules', ...ruleFiles]);
     t.equal(r.code, 0, `promtool check rules exits 0\n${r.stdout}${r.stderr}`);
-    t.match(r.stdout, `SUCCESS: ${rules.length} rules found`);
+    expectRuleCounts(t, r.stdout, 'every parsed rule is checked');
     t.notMatch(r.stdout + r.stderr, /FAILED|duplicate/i);
   });
 

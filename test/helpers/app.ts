@@ -15,12 +15,15 @@ export const repoRoot = new URL('../../', import.meta.url).pathname;
 export const diabetesBaseline = JSON.parse(readFileSync(join(repoRoot, 'models/diabetes/baseline.json'), 'utf8')) as Baseline;
 export const featureNames = diabetesBaseline.features.map((f) => f.name);
 
-/** The first rows of train.csv without the target: real inputs for tests. */
-export const trainRows: number[][] = readFileSync(join(repoRoot, 'models/diabetes/train.csv'), 'utf8')
+const trainLines = readFileSync(join(repoRoot, 'models/diabetes/train.csv'), 'utf8')
   .trim()
   .split('\n')
   .slice(1)
-  .map((line) => line.split(',').slice(0, featureNames.length).map(Number));
+  .map((line) => line.split(',').map(Number));
+/** The first rows of train.csv without the target: real inputs for tests. */
+export const trainRows: number[][] = trainLines.map((values) => values.slice(0, featureNames.length));
+/** The target of each of trainRows (the column after the features): ground truth for feedback tests. */
+export const trainTargets: number[] = trainLines.map((values) => values[featureNames.length]!);
 
 export async function tempDir(t: Teardown): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'modelwatch-test-'));

@@ -1,0 +1,150 @@
+import { Pool } from 'undici';
+import type { ServeConfig } from '../config.js';
+import { UpstreamAnswerError, UpstreamBusyError, UpstreamStatusError, UpstreamTimeoutError, UpstreamUnreachableError } from '../errors.js';
+import type { Baseline } from './baseline.js';
+import type { Model, Prediction, Protocol, SentRequest } from './model.js';
+
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/** Upstream text quoted in a message: enough to see what went wrong, never megabytes of it. */
+const snippet = (text: string) => (text.length > 200 ? `${text.slice(0, 200)}...` : text);
+
+/**
+ * The sidecar's model: an existing model server reached over HTTP with one pooled undici client
+ * (keep-alive, connect/headers/body timeouts, one overall deadline per call). A request in the
+ * upstream's own protocol is forwarded unchanged and its answer returned unchanged; a request in
+ * the other protocol is translated both ways. Every failure becomes a catalogue error (502, 504,
+ * or 503 when too many calls wait), so the route counts it and records nothing.
+ */
+export class UpstreamModel implements Model {
+  readonly platform = 'modelwatch_sidecar';
+  readonly inputName: string;
+  readonly outputName = 'prediction';
+  private readonly protocol: Protocol;
+  private readonly width: number;
+  private readonly pool: Pool;
+  private readonly path: string;
+  /** Where predictions go, for messages; the origin drops any credentials in the configured URL. */
+  private readonly url: string;
+  /** One call in flight per connection and as many waiting: a slow upstream cannot pile up unbounded work here. */
+  private readonly maxPending: number;
+  private pending = 0;
+
+  constructor(
+    private readonly config: ServeConfig,
+    baseline: Baseline,
+  ) {
+    const base = new URL(config.upstream);
+    const prefix = base.pathname.replace(/\/+$/, '');
+    this.protocol = config.upstreamProtocol;
+    this.width = baseline.features.length;
+    this.inputName = this.protocol === 'v2' ? config.upstreamInput : 'features';
+    this.path = this.protocol === 'json' ? `${prefix}/predict` : `${prefix}/v2/models/${encodeURIComponent(config.upstreamModel || baseline.model)}/infer`;
+    this.url = `${base.origin}${this.path}`;
+    this.maxPending = 2 * config.upstreamConnections;
+    const timeout = config.upstreamTimeoutMs;
+    this.pool = new Pool(base.origin, {
+      connections: config.upstreamConnections,
+      pipelining: 1,
+      connect: { timeout },
+      headersTimeout: timeout,
+      bodyTimeout: timeout,
+      maxResponseSize: config.bodyLimit,
+    });
+  }
+
+  async predict(features: Float64Array, rows: number, sent: SentRequest): Promise<Prediction> {
+    const passthrough = sent.protocol === this.protocol;
+    const text = await this.post(passthrough ? sent.body : this.translate(features, rows));
+    let answer: unknown;
+    try {
+      answer = JSON.parse(text);
+    } catch (cause) {
+      throw new UpstreamAnswerError(this.url, `not JSON (${(cause as Error).message}): ${snippet(text)}`, { cause });
+    }
+    const values = this.protocol === 'json' ? jsonPredictions(answer, rows) : v2Predictions(answer, rows);
+    if (typeof values === 'string') throw new UpstreamAnswerError(this.url, values);
+    return passthrough ? { values, upstreamBody: text } : { values };
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+
+  /** The request in the upstream's protocol, from the rows as the client sent them. */
+  private translate(features: Float64Array, rows: number): unknown {
+    if (this.protocol === 'v2') {
+      return { inputs: [{ name: this.inputName, shape: [rows, this.width], datatype: 'FP32', data: Array.from(features) }] };
+    }
+    return { instances: Array.from({ length: rows }, (_, r) => Array.from(features.subarray(r * this.width, (r + 1) * this.width))) };
+  }
+
+  private async post(body: unknown): Promise<string> {
+    if (this.pending >= this.maxPending) throw new UpstreamBusyError(this.pending, this.url);
+    this.pending++;
+    let statusCode: number;
+    let text: string;
+    try {
+      const response = await this.pool.request({
+        method: 'POST',
+        path: this.path,
+        headers: { 'content-type': 'application/json', accept: 'application/json' },
+        body: JSON.stringify(body),
+        // The per-phase timeouts above cannot see time spent waiting for a free connection; this can.
+        signal: AbortSignal.timeout(this.config.upstreamTimeoutMs),
+      });
+      statusCode = response.statusCode;
+      text = await response.body.text();
+    } catch (cause) {
+      throw this.failure(cause);
+    } finally {
+      this.pending--;
+    }
+    if (statusCode < 200 || statusCode >= 300) throw new UpstreamStatusError(this.url, statusCode, snippet(text));
+    return text;
+  }
+
+  private failure(cause: unknown) {
+    const { code, name, message } = cause as { code?: string; name?: string; message?: string };
+    if (name === 'TimeoutError' || TIMEOUT_CODES.has(code ?? '')) return new UpstreamTimeoutError(this.url, this.config.upstreamTimeoutMs, { cause });
+    if (code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') {
+      return new UpstreamAnswerError(this.url, `the answer is larger than ${this.config.bodyLimit} bytes (--body-limit)`, { cause });
+    }
+    // A refused connection to a name with several addresses is an AggregateError with an empty message.
+    return new UpstreamUnreachableError(this.url, message || code || String(cause), { cause });
+  }
+}
+
+/** The predictions in a JSON-protocol answer ({"prediction"} or {"predictions"}), or what is wrong with it. */
+function jsonPredictions(answer: unknown, rows: number): Float64Array | string {
+  if (typeof answer !== 'object' || answer === null || Array.isArray(answer)) {
+    return `expected an object with "prediction" or "predictions", got ${snippet(JSON.stringify(answer))}`;
+  }
+  const { prediction, predictions } = answer as { prediction?: unknown; predictions?: unknown };
+  if (predictions !== undefined) return numbers(predictions, rows, 'predictions');
+  if (rows === 1 && prediction !== undefined) return numbers([prediction], rows, 'prediction');
+  return rows === 1 ? 'it has neither "prediction" nor "predictions"' : `it has no "predictions" (a list of ${rows})`;
+}
+
+/** The predictions in a V2 inference response: its first output tensor, flat or [[p], ...]. */
+function v2Predictions(answer: unknown, rows: number): Float64Array | string {
+  const outputs = (answer as { outputs?: unknown } | null)?.outputs;
+  if (!Array.isArray(outputs) || outputs.length === 0) return `expected "outputs", a list of tensors, got ${snippet(JSON.stringify(answer))}`;
+  const data = (outputs[0] as { data?: unknown } | null)?.data;
+  return numbers(Array.isArray(data) && data.every(Array.isArray) ? data.flat() : data, rows, 'outputs[0].data');
+}
+
+function numbers(list: unknown, rows: number, what: string): Float64Array | string {
+  if (!Array.isArray(list) || list.length !== rows) {
+    return `"${what}" must hold ${rows} number(s), one per row; got ${Array.isArray(list) ? `${list.length}` : snippet(String(JSON.stringify(list)))}`;
+  }
+  const values = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const v: unknown = list[r];
+    // null is how JSON carries a non-finite prediction (modelwatch's /predict answers so); it is counted as non_finite.
+    if (v === null) values[r] = Number.NaN;
+    else if (typeof v === 'number') values[r] = v;
+    else return `"${what}" item ${r} must be a number, got ${snippet(JSON.stringify(v))}`;
+  }
+  return values;
+}

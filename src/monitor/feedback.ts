@@ -1,0 +1,60 @@
+import type { Baseline } from '../model/baseline.js';
+import { BucketCounts } from './buckets.js';
+import { DUPLICATE, UNKNOWN, type PredictionStore } from './prediction-store.js';
+
+export const feedbackOutcomes = ['matched', 'unknown_id', 'duplicate'] as const;
+export type FeedbackOutcome = (typeof feedbackOutcomes)[number];
+
+/**
+ * Absolute-error buckets as multiples of the model's held-out MAE, so 1x and the alert's 1.5x are
+ * bucket edges whatever the target's scale; without a held-out MAE the training predictions'
+ * spread stands in for it.
+ */
+export function absErrorBuckets(b: Baseline): number[] {
+  const scale = b.abs_error_mean ?? b.prediction.stddev;
+  return [0.1, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 3, 5].map((k) => Number((k * scale).toPrecision(4)));
+}
+
+/** Label delay from a second to a week: labels come from another system, minutes to days late. */
+export const delayBuckets = [1, 10, 60, 300, 900, 1800, 3600, 7200, 21600, 86400, 259200, 604800];
+
+/**
+ * Ground truth joined to remembered predictions: outcome counts and the error and delay
+ * histograms, in typed arrays read at scrape time. Only a first match reaches the error sums,
+ * so a label sent twice, or for a forgotten prediction, never moves them.
+ */
+export class Feedback {
+  /** Cumulative labels by feedbackOutcomes index. */
+  readonly outcomes = new Float64Array(feedbackOutcomes.length);
+  readonly absError: BucketCounts;
+  readonly delay = new BucketCounts(delayBuckets);
+  squaredErrorSum = 0;
+
+  constructor(
+    readonly store: PredictionStore,
+    baseline: Baseline,
+  ) {
+    this.absError = new BucketCounts(absErrorBuckets(baseline));
+  }
+
+  get enabled(): boolean {
+    return this.store.capacity > 0;
+  }
+
+  label(rowId: string, actual: number): FeedbackOutcome {
+    const slot = this.store.match(rowId);
+    const outcome: FeedbackOutcome = slot === UNKNOWN ? 'unknown_id' : slot === DUPLICATE ? 'duplicate' : 'matched';
+    this.outcomes[feedbackOutcomes.indexOf(outcome)]!++;
+    if (outcome !== 'matched') return outcome;
+    this.delay.observe((this.store.clock() - this.store.predictedAt(slot)) / 1000);
+    // A prediction answered as null (non-finite, already an outlier) has no error to add: one
+    // Infinity would make the error sums useless for the life of the process.
+    const prediction = this.store.prediction(slot);
+    if (Number.isFinite(prediction)) {
+      const error = prediction - actual;
+      this.absError.observe(Math.abs(error));
+      this.squaredErrorSum += error * error;
+    }
+    return outcome;
+  }
+}

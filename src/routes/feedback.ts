@@ -1,0 +1,65 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { EmptyBodyError, FeedbackDisabledError, InvalidInputError } from '../errors.js';
+import { feedbackOutcomes } from '../monitor/feedback.js';
+import type { FeedbackRejectReason } from '../monitor/metrics.js';
+import { explainFeedbackValidation, feedbackBodyHint, feedbackBodySchema, type FeedbackBody } from './feedback-schema.js';
+import { fromBodyParser, send } from './prediction-errors.js';
+
+const outcome = { type: 'string', enum: [...feedbackOutcomes] };
+
+/**
+ * POST /feedback: ground truth for earlier predictions, answered per label with matched,
+ * unknown_id (never seen, expired or evicted) or duplicate. A label is data about a prediction,
+ * not a prediction request: rejections go to model_feedback_rejected_total, never to
+ * model_requests_total or model_invalid_inputs_total.
+ */
+export default async function feedbackRoutes(app: FastifyInstance) {
+  const { feedback, config, metrics } = app.watch;
+  app.removeContentTypeParser('text/plain');
+  if (!feedback.enabled) {
+    // Before the body is read: a label pipeline pointed at a replica without a store learns that first.
+    app.addHook('onRequest', async () => {
+      throw new FeedbackDisabledError();
+    });
+  }
+  app.setErrorHandler(function handle(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+    let rejected: { reason: FeedbackRejectReason; error: FastifyError } | undefined;
+    if (error instanceof FeedbackDisabledError) {
+      rejected = { reason: 'disabled', error };
+    } else if (error.validation) {
+      const { reason, message } = explainFeedbackValidation(error, request.body, config.maxBatchRows);
+      rejected = { reason, error: reason === 'empty_body' ? new EmptyBodyError(feedbackBodyHint, { cause: error }) : new InvalidInputError(message, { cause: error }) };
+    } else {
+      rejected = fromBodyParser(error, request, config.bodyLimit, feedbackBodyHint);
+    }
+    if (rejected) {
+      metrics.countFeedbackRejected(rejected.reason);
+      return send(reply, rejected.error);
+    }
+    request.log.error({ err: error }, 'feedback failed');
+    return send(reply, error.statusCode && error.statusCode >= 500 ? error : Object.assign(error, { statusCode: 500 }));
+  });
+
+  app.post<{ Body: FeedbackBody }>(
+    '/feedback',
+    {
+      // Not shed under load: a label costs microseconds, cannot be sent again once its prediction
+      // is evicted, and dropping labels only while overloaded would bias the error toward calm hours.
+      config: { answersUnderPressure: true },
+      schema: {
+        body: feedbackBodySchema(config.maxBatchRows),
+        response: {
+          200: {
+            type: 'object',
+            properties: { id: { type: 'string' }, outcome, outcomes: { type: 'array', items: outcome } },
+          },
+        },
+      },
+    },
+    async (request) => {
+      const { id, actual, labels } = request.body;
+      if (labels) return { outcomes: labels.map((label) => feedback.label(label.id, label.actual)) };
+      return { id, outcome: feedback.label(id!, actual!) };
+    },
+  );
+}

@@ -1,0 +1,40 @@
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { SentRequest } from '../model/model.js';
+import type { RecordedIds, Watch } from '../watch.js';
+import { predictionErrorHandler, type PredictionForm } from './prediction-errors.js';
+
+/** Names the request id (what /feedback takes) on every recorded answer, including one passed through unchanged. */
+export const ID_HEADER = 'x-modelwatch-id';
+
+/** A prediction in JSON, which cannot carry NaN or Infinity: null stands for a non-finite value. */
+export const jsonPrediction = (p: number) => (Number.isFinite(p) ? p : null);
+export const jsonPredictionSchema = { type: ['number', 'null'], description: 'null when the model returned a non-finite value' };
+
+/** What every prediction route family sets up: JSON bodies only, and the error handler that counts each rejection. */
+export function preparePredictionRoutes(app: FastifyInstance, form: PredictionForm): void {
+  // Fastify would otherwise accept text/plain as a string body.
+  app.removeContentTypeParser('text/plain');
+  app.setErrorHandler(predictionErrorHandler(app.watch.metrics, form, app.watch.config.bodyLimit));
+}
+
+/**
+ * The path of every prediction after validation: the model (in-process or upstream) answers and
+ * is timed, rows and answers are recorded once, and the client gets the upstream's own answer
+ * unchanged when there is one, else `format`'s.
+ */
+export async function predictAndAnswer(
+  watch: Watch,
+  reply: FastifyReply,
+  values: Float64Array,
+  rows: number,
+  sent: SentRequest,
+  format: (predictions: ArrayLike<number>, ids: RecordedIds) => object,
+) {
+  const started = process.hrtime.bigint();
+  const prediction = await watch.model.predict(values, rows, sent);
+  watch.metrics.observeInference(Number(process.hrtime.bigint() - started) / 1e9);
+  const ids = watch.record(values, prediction.values, rows);
+  reply.header(ID_HEADER, ids.requestId);
+  if (prediction.upstreamBody !== undefined) return reply.type('application/json').send(prediction.upstreamBody);
+  return format(prediction.values, ids);
+}

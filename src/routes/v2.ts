@@ -1,0 +1,98 @@
+import { readFileSync } from 'node:fs';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ModelNotFoundError } from '../errors.js';
+import { closingFlag } from './health.js';
+import { quote } from './predict-schema.js';
+import { jsonPrediction, jsonPredictionSchema, predictAndAnswer, preparePredictionRoutes } from './prediction-path.js';
+import { explainV2Validation, tensorRows, v2BodyHint, v2InferBodySchema, type V2InferBody } from './v2-schema.js';
+
+const serverVersion = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+interface ModelParams {
+  name: string;
+  version?: string;
+}
+
+const tensorMetadata = { type: 'object', properties: { name: { type: 'string' }, datatype: { type: 'string' }, shape: { type: 'array', items: { type: 'integer' } } } };
+const metadataResponse = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' },
+    versions: { type: 'array', items: { type: 'string' } },
+    platform: { type: 'string' },
+    inputs: { type: 'array', items: tensorMetadata },
+    outputs: { type: 'array', items: tensorMetadata },
+  },
+};
+const inferResponse = {
+  type: 'object',
+  properties: {
+    model_name: { type: 'string' },
+    model_version: { type: 'string' },
+    id: { type: 'string' },
+    parameters: { type: 'object', properties: { modelwatch_id: { type: 'string' } } },
+    outputs: {
+      type: 'array',
+      items: { ...tensorMetadata, properties: { ...tensorMetadata.properties, data: { type: 'array', items: jsonPredictionSchema } } },
+    },
+  },
+};
+
+/**
+ * The Open Inference Protocol (KServe V2), as Triton, MLServer and Seldon speak it, for the one
+ * model this server watches, under its baseline's name and version. Inference is recorded like
+ * POST /predict; a sidecar whose upstream speaks V2 forwards the request and returns the
+ * upstream's answer unchanged. Error bodies keep the four fields of every other route, with the
+ * message in `error`: that is the protocol's whole error object, and what V2 clients show.
+ * Our request id is in the answer's parameters.modelwatch_id (and the x-modelwatch-id header).
+ */
+export default async function v2Routes(app: FastifyInstance) {
+  const { watch } = app;
+  const { baseline, featureNames, config, model } = watch;
+  const width = featureNames.length;
+  const closing = closingFlag(app);
+  preparePredictionRoutes(app, { hint: v2BodyHint(width), explain: (error, body) => explainV2Validation(error, body, width), errorText: 'message' });
+
+  const probe = { answersUnderPressure: true };
+  // The protocol's health answer is the status alone: 200 for true, 4xx for false, no body.
+  const health = (healthy: () => boolean) => async (_request: FastifyRequest, reply: FastifyReply) => reply.code(healthy() ? 200 : 400).send();
+  const ready = () => !closing();
+  app.get('/v2/health/live', { config: probe }, health(() => true));
+  app.get('/v2/health/ready', { config: probe }, health(ready));
+  app.get('/v2', { config: probe }, async () => ({ name: 'modelwatch', version: serverVersion, extensions: [] }));
+
+  const metadata = {
+    name: baseline.model,
+    versions: [baseline.version],
+    platform: model.platform,
+    inputs: [{ name: model.inputName, datatype: 'FP32', shape: [-1, width] }],
+    outputs: [{ name: model.outputName, datatype: 'FP32', shape: [-1, 1] }],
+  };
+  // Before the body is read, so that a request to another model gets 404 whatever it carries.
+  const servedModel = async (request: FastifyRequest) => {
+    const { name, version } = request.params as ModelParams;
+    if (name !== baseline.model || (version !== undefined && version !== baseline.version)) {
+      throw new ModelNotFoundError(quote(version === undefined ? name : `${name} version ${version}`), `${quote(baseline.model)} version ${quote(baseline.version)}`);
+    }
+  };
+
+  for (const path of ['/v2/models/:name', '/v2/models/:name/versions/:version']) {
+    app.get(path, { config: probe, onRequest: servedModel, schema: { response: { 200: metadataResponse } } }, async () => metadata);
+    app.get(`${path}/ready`, { config: probe, onRequest: servedModel }, health(ready));
+    app.post<{ Body: V2InferBody }>(
+      `${path}/infer`,
+      { onRequest: servedModel, schema: { body: v2InferBodySchema(), response: { 200: inferResponse } } },
+      async (request, reply) => {
+        const { id, inputs } = request.body;
+        const { values, rows } = tensorRows(inputs[0]!, featureNames, config.maxBatchRows);
+        return predictAndAnswer(watch, reply, values, rows, { protocol: 'v2', body: request.body }, (predictions, { requestId }) => ({
+          model_name: baseline.model,
+          model_version: baseline.version,
+          ...(id === undefined ? {} : { id }),
+          parameters: { modelwatch_id: requestId },
+          outputs: [{ name: model.outputName, datatype: 'FP32', shape: [rows, 1], data: Array.from(predictions, jsonPrediction) }],
+        }));
+      },
+    );
+  }
+}

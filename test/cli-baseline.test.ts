@@ -1,0 +1,113 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import t from 'tap';
+import type { Baseline } from '../src/model/baseline.js';
+import { diabetesDir, runCli, tempDir } from './helpers/cli.js';
+
+const trainCsv = join(diabetesDir, 'train.csv');
+const testCsv = join(diabetesDir, 'test.csv');
+const modelFile = join(diabetesDir, 'model.onnx');
+const committed = join(diabetesDir, 'baseline.json');
+
+const baselineArgs = (data: string, out: string, target = 'target') => ['baseline', '--data', data, '--model', modelFile, '--target', target, '--out', out];
+
+t.test('baseline on train.csv (+ test.csv) reproduces the committed baseline.json byte for byte', async (t) => {
+  const dir = await tempDir(t);
+  const out = join(dir, 'baseline.json');
+  const result = await runCli([...baselineArgs(trainCsv, out), '--eval-data', testCsv]);
+  t.equal(result.stderr, '');
+  t.equal(result.code, 0);
+  t.equal(result.stdout, `wrote ${out}: 353 rows, 10 features, prediction mean 153.620, MAE 44.067\n`);
+  const [made, expected] = await Promise.all([readFile(out), readFile(committed)]);
+  t.equal(made.length, expected.length, 'same size');
+  t.ok(made.equals(expected), 'same bytes as models/diabetes/baseline.json');
+});
+
+t.test('committed baseline: binary sex has one edge and two bins; every feature\'s ratios sum to 1', async (t) => {
+  const baseline = JSON.parse(await readFile(committed, 'utf8')) as Baseline;
+  t.equal(baseline.rows, 353);
+  t.same(baseline.features.map((f) => f.name), ['age', 'sex', 'bmi', 'bp', 's1', 's2', 's3', 's4', 's5', 's6']);
+  const sex = baseline.features.find((f) => f.name === 'sex')!;
+  t.same(sex.bin_edges, [2], 'one inner edge at 2: values 1 fall in bin 0, values 2 in bin 1');
+  t.equal(sex.bin_ratios.length, 2);
+  t.equal(sex.min, 1);
+  t.equal(sex.max, 2);
+  // mean = 1 * r0 + 2 * r1 with r0 + r1 = 1, so r1 = mean - 1: the ratios agree with the mean.
+  t.ok(Math.abs(sex.bin_ratios[1]! - (sex.mean - 1)) < 1e-12, `share of sex=2 (${sex.bin_ratios[1]}) is mean - 1 (${sex.mean - 1})`);
+  t.ok(Math.abs(sex.bin_ratios[0]! + sex.bin_ratios[1]! - 1) < 1e-12);
+  for (const f of baseline.features) {
+    const sum = f.bin_ratios.reduce((a, b) => a + b, 0);
+    t.ok(Math.abs(sum - 1) < 1e-12, `${f.name}: bin_ratios sum to ${sum}`);
+    t.equal(f.bin_ratios.length, f.bin_edges.length + 1, `${f.name}: one more ratio than edges`);
+    t.ok(f.bin_ratios.every((r) => r > 0), `${f.name}: no empty bin`);
+    // Each ratio is a count of the 353 rows.
+    t.ok(f.bin_ratios.every((r) => Math.abs(r * 353 - Math.round(r * 353)) < 1e-9), `${f.name}: ratios are counts / 353`);
+  }
+});
+
+/** The header and first data line of train.csv, then `lines` as lines 3, 4, ... */
+async function csvWith(dir: string, name: string, lines: string[], header?: string): Promise<string> {
+  const [trainHeader, firstRow] = (await readFile(trainCsv, 'utf8')).split('\n');
+  const file = join(dir, name);
+  await writeFile(file, `${[header ?? trainHeader, firstRow, ...lines].join('\n')}\n`);
+  return file;
+}
+
+t.test('bad CSVs: exit 1, stderr names the file, the line and the column', async (t) => {
+  const dir = await tempDir(t);
+  const out = join(dir, 'baseline.json');
+  const cases: { name: string; file: () => Promise<string>; target?: string; stderr: (file: string) => string }[] = [
+    {
+      name: 'missing value',
+      file: () => csvWith(dir, 'missing.csv', ['62,2,,101,221,156.4,35,6,4.9972,103,180']),
+      stderr: (file) => `modelwatch baseline: MW_ERR_DATA_INVALID ${file}: line 3, column 3 ("bmi"): missing value\n`,
+    },
+    {
+      name: 'non-numeric value',
+      file: () => csvWith(dir, 'abc.csv', ['62,2,33.9,101,221,156.4,35,6,4.9972,103,180', '50,1,23,90,abc,120,40,4,4.5,90,100']),
+      stderr: (file) => `modelwatch baseline: MW_ERR_DATA_INVALID ${file}: line 4, column 5 ("s1"): "abc" is not a finite number\n`,
+    },
+    {
+      name: 'row with too few columns',
+      file: () => csvWith(dir, 'short.csv', ['62,2,33.9,101']),
+      stderr: (file) => `modelwatch baseline: MW_ERR_DATA_INVALID ${file}: line 3 has 4 values, the header has 11\n`,
+    },
+    {
+      name: 'missing --target column',
+      file: () => csvWith(dir, 'notarget.csv', [], 'age,sex,bmi,bp,s1,s2,s3,s4,s5,s6,y'),
+      stderr: (file) => `modelwatch baseline: MW_ERR_DATA_INVALID ${file}: has no target column "target"; its columns are age, sex, bmi, bp, s1, s2, s3, s4, s5, s6, y\n`,
+    },
+    {
+      name: 'header with 9 features for a 10-feature model',
+      file: async () => {
+        const text = await readFile(trainCsv, 'utf8');
+        const file = join(dir, 'dropped.csv');
+        // Drop the `sex` column from every line.
+        await writeFile(file, text.split('\n').map((line) => line.split(',').filter((_, i) => i !== 1).join(',')).join('\n'));
+        return file;
+      },
+      stderr: (file) =>
+        `modelwatch baseline: MW_ERR_MODEL_SHAPE model ${modelFile} has an unsupported shape: it takes 10 features but the header (line 1) of ${file} lists 9; its feature columns (every column but --target) are age, bmi, bp, s1, s2, s3, s4, s5, s6\n`,
+    },
+  ];
+  for (const c of cases) {
+    await t.test(c.name, async (t) => {
+      const file = await c.file();
+      const result = await runCli(baselineArgs(file, out, c.target));
+      t.equal(result.code, 1);
+      t.equal(result.stdout, '');
+      t.equal(result.stderr, c.stderr(file));
+      await t.rejects(readFile(out), { code: 'ENOENT' }, 'no baseline written');
+    });
+  }
+});
+
+t.test('a bad row in --eval-data is named too', async (t) => {
+  const dir = await tempDir(t);
+  const out = join(dir, 'baseline.json');
+  const evalFile = await csvWith(dir, 'eval.csv', ['62,2,33.9,101,221,156.4,35,6,4.9972,103,']);
+  const result = await runCli([...baselineArgs(trainCsv, out), '--eval-data', evalFile]);
+  t.equal(result.code, 1);
+  t.equal(result.stderr, `modelwatch baseline: MW_ERR_DATA_INVALID ${evalFile}: line 3, column 11 ("target"): missing value\n`);
+  await t.rejects(readFile(out), { code: 'ENOENT' });
+});

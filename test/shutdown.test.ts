@@ -1,0 +1,99 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import t from 'tap';
+import { Pool } from 'undici';
+import { featureLogHeader } from '../src/monitor/feature-log.js';
+import { featureNames, trainRows } from './helpers/app.js';
+import { finished, freePort, spawnCli, tempDir, waitReady } from './helpers/cli.js';
+
+const IN_FLIGHT = 20;
+/** SIGTERM goes out once this many requests were answered 200: the server is well into the load. */
+const OK_BEFORE_SIGTERM = 300;
+const DEADLINE_MS = 60_000;
+
+interface Answer {
+  status: number | string;
+  /** The request id of a 200 (a batch's row ids are `<request id>.<row>`). */
+  id?: string;
+  rows: number;
+}
+
+t.test('SIGTERM under sustained load: every 200 is in the CSV exactly once, nothing else is, exit 0', async (t) => {
+  const dir = await tempDir(t);
+  const csv = join(dir, 'log.csv');
+  const port = await freePort();
+  const child = spawnCli(['serve', '--port', String(port), '--csv', csv, '--log-level', 'warn']);
+  const exit = finished(child, DEADLINE_MS + 30_000);
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  await waitReady(port, child);
+
+  // IN_FLIGHT workers, each with its own keep-alive connection and one request at a time.
+  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: IN_FLIGHT, headersTimeout: 10_000, bodyTimeout: 10_000 });
+  t.teardown(() => pool.destroy());
+  const answers: Answer[] = [];
+  let ok = 0;
+  let sigtermAt = -1;
+  const started = Date.now();
+  const send = async (n: number): Promise<Answer> => {
+    // Every seventh request is a batch, so the CSV's rows column is checked too.
+    const rows = n % 7 === 0 ? 3 : 1;
+    const picked = Array.from({ length: rows }, (_, r) => trainRows[(n + r) % trainRows.length]!);
+    try {
+      const response = await pool.request({
+        method: 'POST',
+        path: '/predict',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(rows === 1 ? { features: picked[0] } : { instances: picked }),
+      });
+      const body = (await response.body.json()) as { id?: string; ids?: string[] };
+      if (response.statusCode !== 200) return { status: response.statusCode, rows };
+      return { status: 200, id: body.id ?? body.ids![0]!.replace(/\.0$/, ''), rows };
+    } catch (err) {
+      return { status: (err as { code?: string }).code ?? 'network', rows };
+    }
+  };
+  let next = 0;
+  const worker = async () => {
+    // Bounded: stops once the server refuses connections after SIGTERM, or at the deadline.
+    while (Date.now() - started < DEADLINE_MS) {
+      const answer = await send(next++);
+      answers.push(answer);
+      if (answer.status === 200 && ++ok === OK_BEFORE_SIGTERM) {
+        sigtermAt = answers.length;
+        child.kill('SIGTERM');
+      }
+      if (answer.status === 'ECONNREFUSED') return;
+    }
+  };
+  await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
+  const result = await exit;
+
+  t.ok(sigtermAt > 0, `SIGTERM was sent after ${OK_BEFORE_SIGTERM} answers`);
+  t.equal(result.code, 0, 'exit code 0');
+  t.equal(result.signal, null, 'exited on its own, not killed by the signal');
+  t.equal(result.stdout, '', 'no warning or error logged');
+  t.equal(result.stderr, '');
+  const served = answers.filter((a) => a.status === 200);
+  const others = answers.filter((a) => a.status !== 200);
+  const afterSigterm = answers.slice(sigtermAt).filter((a) => a.status === 200).length;
+  const otherCounts: Record<string, number> = {};
+  for (const a of others) otherCounts[a.status] = (otherCounts[a.status] ?? 0) + 1;
+  t.comment(`${answers.length} requests: ${served.length} answered 200 (${afterSigterm} of them completed after SIGTERM); others: ${JSON.stringify(otherCounts)}`);
+  // Refused connections, sockets closed by the shutdown and 503s while closing: never served, never logged.
+  t.ok(others.every((a) => a.status === 503 || typeof a.status === 'string'), 'what was not served was refused, nothing else');
+  t.ok(others.some((a) => a.status === 'ECONNREFUSED'), 'the load ran until the port closed');
+
+  const lines = (await readFile(csv, 'utf8')).split('\n');
+  const header = featureLogHeader(featureNames).join(',');
+  t.equal(lines[0], header);
+  t.equal(lines.at(-1), '', 'the last row is whole');
+  const logged = lines.slice(1, -1).map((line) => line.split(','));
+  t.equal(logged.length, served.length, 'one CSV row per 200');
+  const loggedIds = logged.map((cells) => cells[1]!);
+  t.equal(new Set(loggedIds).size, loggedIds.length, 'no id is logged twice');
+  t.same(new Set(loggedIds), new Set(served.map((a) => a.id)), 'the logged ids are the ids answered 200');
+  const rowsById = new Map(served.map((a) => [a.id, a.rows]));
+  t.ok(logged.every((cells) => Number(cells[4]) === rowsById.get(cells[1])), 'each row records its request\'s row count');
+});
