@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import t from 'tap';
 import { absErrorBuckets, delayBuckets } from '../src/monitor/feedback.js';
 import { diabetesBaseline as baseline, featureNames, predict, sample, scrape, testApp as anyApp, trainRows, trainTargets } from './helpers/app.js';
+import type { BadInput } from './helpers/bad-inputs.js';
 
 const id = 'model="diabetes",version="1"';
 
@@ -136,22 +137,13 @@ t.test('a prediction answered as null is matched but adds no error', async (t) =
   t.equal(sample(m, `model_prediction_squared_error_total{${id}}`), 0, 'the sum stays finite');
 });
 
-interface BadFeedback {
-  name: string;
-  payload: string | undefined;
-  contentType?: string;
-  status: number;
-  code: string;
-  reason: string;
-  message: RegExp;
-}
 
 t.test('malformed and non-finite feedback gets a 4xx, is counted by reason, and changes nothing', async (t) => {
   const { app } = await testApp(t, ['--max-batch-rows', '4', '--body-limit', '2048']);
   const known = (await predict(app, { features: trainRows[0]! })).json().id as string;
   const json = (body: unknown) => JSON.stringify(body);
   const label = { id: known, actual: 151 };
-  const cases: BadFeedback[] = [
+  const cases: BadInput[] = [
     { name: 'malformed JSON', payload: '{"id": "x", "actual":', status: 400, code: 'MW_ERR_MALFORMED_JSON', reason: 'malformed_json', message: /^body is not valid JSON/ },
     { name: 'empty body', payload: '', status: 400, code: 'MW_ERR_EMPTY_BODY', reason: 'empty_body', message: /^body is empty; send \{"id", "actual"\} or \{"labels"/ },
     { name: 'no body and no content type', payload: undefined, contentType: '', status: 400, code: 'MW_ERR_EMPTY_BODY', reason: 'empty_body', message: /^body is empty/ },
