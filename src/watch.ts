@@ -64,7 +64,10 @@ export function createWatch(config: ServeConfig, baseline: Baseline, model: Mode
     feedback,
     record(features, predictions, rows) {
       const requestId = randomUUID();
-      const rowIds = rows === 1 ? [requestId] : Array.from({ length: rows }, (_, r) => `${requestId}.${r}`);
+      // A plain loop rather than Array.from with a callback: this runs for every row of every batch.
+      const rowIds = new Array<string>(rows);
+      if (rows === 1) rowIds[0] = requestId;
+      else for (let r = 0; r < rows; r++) rowIds[r] = `${requestId}.${r}`;
       const outliers = monitor.record(features, predictions, rows);
       if (outliers > 0) {
         outlierWarn.warn(

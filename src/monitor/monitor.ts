@@ -21,8 +21,6 @@ export class Monitor {
   readonly binStart: Int32Array;
   /** Cumulative rows per (feature, bin): model_feature_bin_total. */
   readonly binTotals: Float64Array;
-  /** Rows per (feature, bin) inside the rolling window, for the in-process PSI. */
-  readonly binWindow: Float64Array;
   /** Prediction histogram: counts per bucket (last is +Inf, not cumulative), sum and count. */
   readonly predictionBuckets: Float64Array;
   predictionSum = 0;
@@ -33,7 +31,11 @@ export class Monitor {
   /** Every feature's inner bin edges, one after the other: feature f's are [edgeStart[f], edgeStart[f + 1]). */
   private readonly edges: Float64Array;
   private readonly edgeStart: Int32Array;
+  /** The flat bin of each value in the feature window, in the window's ring order. */
   private readonly binRing: Uint16Array;
+  /** Rows per (feature, bin) inside the rolling window, for the PSI: counted from binRing when read after a record. */
+  private readonly binWindow: Float64Array;
+  private binWindowStale = false;
 
   constructor(
     readonly baseline: Baseline,
@@ -67,12 +69,11 @@ export class Monitor {
    * Returns how many predictions were outliers.
    */
   record(features: Float64Array, predictions: ArrayLike<number>, rows: number): number {
-    const { width, mins, maxs, outOfRange, edges, edgeStart, binTotals, binWindow, binRing } = this;
+    const { width, mins, maxs, outOfRange, edges, edgeStart, binTotals, binRing } = this;
     let outlierCount = 0;
     for (let r = 0; r < rows; r++) {
       const offset = r * width;
       const ringBase = this.featureWindow.slot * width;
-      const evicting = this.featureWindow.full;
       for (let f = 0; f < width; f++) {
         const v = features[offset + f]!;
         if (v < mins[f]!) outOfRange[f * 2]!++;
@@ -84,13 +85,12 @@ export class Monitor {
         while (e < end && v >= edges[e]!) e++;
         const bin = e + f;
         binTotals[bin]!++;
-        if (evicting) binWindow[binRing[ringBase + f]!]!--;
-        binWindow[bin]!++;
         binRing[ringBase + f] = bin;
       }
       this.featureWindow.push(features, offset);
       outlierCount += this.recordPrediction(predictions, r);
     }
+    this.binWindowStale ||= rows > 0;
     return outlierCount;
   }
 
@@ -122,6 +122,12 @@ export class Monitor {
   windowPsi(feature: number): number {
     const n = this.featureWindow.rows;
     if (n === 0) return Number.NaN;
+    if (this.binWindowStale) {
+      const { binWindow, binRing } = this;
+      binWindow.fill(0);
+      for (let i = 0; i < n * this.width; i++) binWindow[binRing[i]!]!++;
+      this.binWindowStale = false;
+    }
     const start = this.binStart[feature]!;
     const counts = this.binWindow.subarray(start, this.binStart[feature + 1]);
     return psi(counts, n, this.baseline.features[feature]!.bin_ratios);

@@ -1,13 +1,15 @@
 /**
- * Means of the last `capacity` rows of `width` columns, O(1) per value. Running sums drift by
- * float rounding as values enter and leave, so each time the ring wraps the sums are recomputed
- * from the ring itself: amortised O(1), and the error never outlives one window.
+ * Means of the last `capacity` rows of `width` columns. A push only stores the row: rows come on
+ * every request, means are read once a scrape, so the sums are recomputed from the ring when a
+ * read follows a push (O(capacity * width), some microseconds a scrape). Summing the window
+ * afresh also keeps the means exact: running sums would drift by rounding as values come and go.
  */
 export class RollingMeans {
   private readonly ring: Float64Array;
   private readonly sums: Float64Array;
   private next = 0;
   private filled = 0;
+  private stale = false;
 
   constructor(
     readonly width: number,
@@ -31,29 +33,25 @@ export class RollingMeans {
     return this.next;
   }
 
-  /** Adds the row at `values[offset .. offset + width)`. */
+  /** Adds the row at `values[offset .. offset + width)`, evicting the oldest when full. */
   push(values: ArrayLike<number>, offset: number): void {
-    const { ring, sums, width } = this;
+    const { ring, width } = this;
     const base = this.next * width;
-    const full = this.filled === this.capacity;
-    for (let f = 0; f < width; f++) {
-      const v = values[offset + f]!;
-      sums[f]! += full ? v - ring[base + f]! : v;
-      ring[base + f] = v;
-    }
-    if (!full) this.filled++;
-    if (++this.next === this.capacity) {
-      this.next = 0;
-      this.resum();
-    }
+    for (let f = 0; f < width; f++) ring[base + f] = values[offset + f]!;
+    if (this.filled < this.capacity) this.filled++;
+    if (++this.next === this.capacity) this.next = 0;
+    this.stale = true;
   }
 
   mean(column: number): number {
-    return this.filled === 0 ? Number.NaN : this.sums[column]! / this.filled;
+    if (this.filled === 0) return Number.NaN;
+    if (this.stale) this.resum();
+    return this.sums[column]! / this.filled;
   }
 
   private resum(): void {
     const { ring, sums, width } = this;
+    this.stale = false;
     sums.fill(0);
     for (let i = 0; i < this.filled * width; i += width) {
       for (let f = 0; f < width; f++) sums[f]! += ring[i + f]!;
