@@ -30,43 +30,30 @@ export const DEFAULT_MIN_Z = 3;
 
 const percent = (x: number) => `${(x * 100).toFixed(1)}%`;
 
-/**
- * The lesson's check: average the last N rows of the feature log and warn for the overall feature
- * mean and each feature whose mean deviates from the training mean by more than the threshold.
- */
-export async function checkFeatureLog({ file, baseline, last, threshold, minZ }: DriftCheckOptions): Promise<DriftCheck> {
-  const checks = [
+/** The means the check compares, with the feature log column each is read from. */
+function driftChecks(baseline: Baseline) {
+  return [
     // The baseline has no spread for the overall mean; the requests' own spread stands in for it.
     { label: 'overall feature mean', column: 'feature_mean', trained: baseline.scalar_feature_mean, stddev: undefined },
     ...baseline.features.map((f) => ({ label: `feature "${f.name}" mean`, column: `${f.name}_mean`, trained: f.mean, stddev: f.stddev })),
   ];
-  const tail: Record<string, string>[] = [];
-  await new Promise<void>((resolve, reject) => {
-    const input = createReadStream(file);
-    const parser = input.pipe(parse<Record<string, string>, Record<string, string>>({ headers: true }));
-    // pipe() (and fast-csv's parseFile) does not forward a read error such as ENOENT: it would be
-    // an unhandled 'error' event that kills the process. Hand it to the parser's handler below.
-    input.once('error', (err) => parser.destroy(err));
-    parser
-      .on('error', (cause) => reject(new DataInvalidError(file, `cannot read the feature log: ${cause.message}`, { cause })))
-      .on('headers', (headers: string[]) => {
-        const missing = checks.filter((c) => !headers.includes(c.column)).map((c) => c.column);
-        if (missing.length > 0) reject(new DataInvalidError(file, `lacks columns ${missing.join(', ')}: it was written for another model`));
-      })
-      .on('data', (row: Record<string, string>) => {
-        tail.push(row);
-        if (tail.length > last) tail.shift();
-      })
-      .on('end', () => resolve());
-  });
-  if (tail.length === 0) throw new DataInvalidError(file, 'has no rows yet; send some predictions first');
+}
 
+/** A feature log row as read back: column name to cell text. */
+export type LogRow = Record<string, string>;
+
+/**
+ * The lesson's judgement on the last rows of a feature log: a WARNING for the overall feature mean
+ * and each feature mean that deviates from training by more than the threshold and by more than
+ * minZ standard errors, or one OK line.
+ */
+export function judgeDrift(tail: readonly LogRow[], baseline: Baseline, threshold: number, minZ: number): DriftCheck {
   const n = tail.length;
   // Each log row is the mean of its request's rows; the mean of n such means has variance
   // stddev^2 * sum(1 / rows_i) / n^2 when rows are drawn from the training distribution.
   const inverseRows = tail.reduce((sum, row) => sum + 1 / Math.max(1, Number(row.rows)), 0);
   const lines: string[] = [];
-  for (const { label, column, trained, stddev } of checks) {
+  for (const { label, column, trained, stddev } of driftChecks(baseline)) {
     const values = tail.map((row) => Number(row[column]));
     const mean = values.reduce((sum, v) => sum + v, 0) / n;
     const standardError =
@@ -83,7 +70,33 @@ export async function checkFeatureLog({ file, baseline, last, threshold, minZ }:
   if (!drifted) {
     lines.push(`OK: no feature mean deviates more than ${percent(threshold)} (and ${minZ} standard errors) from training over the last ${n} requests`);
   }
-  return { rows: tail.length, lines, drifted };
+  return { rows: n, lines, drifted };
+}
+
+/** Reads the last `last` rows of the feature log with fast-csv and judges them (judgeDrift). */
+export async function checkFeatureLog({ file, baseline, last, threshold, minZ }: DriftCheckOptions): Promise<DriftCheck> {
+  const columns = driftChecks(baseline).map((c) => c.column);
+  const tail: LogRow[] = [];
+  await new Promise<void>((resolve, reject) => {
+    const input = createReadStream(file);
+    const parser = input.pipe(parse<LogRow, LogRow>({ headers: true }));
+    // pipe() (and fast-csv's parseFile) does not forward a read error such as ENOENT: it would be
+    // an unhandled 'error' event that kills the process. Hand it to the parser's handler below.
+    input.once('error', (err) => parser.destroy(err));
+    parser
+      .on('error', (cause) => reject(new DataInvalidError(file, `cannot read the feature log: ${cause.message}`, { cause })))
+      .on('headers', (headers: string[]) => {
+        const missing = columns.filter((column) => !headers.includes(column));
+        if (missing.length > 0) reject(new DataInvalidError(file, `lacks columns ${missing.join(', ')}: it was written for another model`));
+      })
+      .on('data', (row: LogRow) => {
+        tail.push(row);
+        if (tail.length > last) tail.shift();
+      })
+      .on('end', () => resolve());
+  });
+  if (tail.length === 0) throw new DataInvalidError(file, 'has no rows yet; send some predictions first');
+  return judgeDrift(tail, baseline, threshold, minZ);
 }
 
 /**
