@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { explainValidation, predictBodyHint, predictBodySchema, toMatrix, type PredictBody } from './predict-schema.js';
-import { jsonPrediction, jsonPredictionSchema as prediction, predictAndAnswer, preparePredictionRoutes } from './prediction-path.js';
+import { jsonPrediction, jsonPredictions, jsonPredictionSchema as prediction, predictAndAnswer, preparePredictionRoutes } from './prediction-path.js';
 
 /**
  * POST /predict: one row (positional or named) or a batch of rows. A sidecar whose upstream speaks
@@ -38,7 +38,7 @@ export default async function predictRoutes(app: FastifyInstance) {
       const sent = { protocol: 'json', body: request.body } as const;
       return predictAndAnswer(watch, reply, toMatrix(rowsIn, featureNames), rowsIn.length, sent, (predictions, { rowIds }) =>
         instances
-          ? { ids: rowIds, predictions: Array.from(predictions, jsonPrediction) }
+          ? { ids: rowIds, predictions: jsonPredictions(predictions) }
           : { id: rowIds[0], prediction: jsonPrediction(predictions[0]!) },
       );
     },

@@ -8,6 +8,12 @@ export const ID_HEADER = 'x-modelwatch-id';
 
 /** A prediction in JSON, which cannot carry NaN or Infinity: null stands for a non-finite value. */
 export const jsonPrediction = (p: number) => (Number.isFinite(p) ? p : null);
+/** Every prediction of a request in JSON; a plain loop, as Array.from with a callback walks a typed array through its iterator. */
+export function jsonPredictions(values: ArrayLike<number>): (number | null)[] {
+  const out = new Array<number | null>(values.length);
+  for (let r = 0; r < values.length; r++) out[r] = jsonPrediction(values[r]!);
+  return out;
+}
 export const jsonPredictionSchema = { type: ['number', 'null'], description: 'null when the model returned a non-finite value' };
 
 /** What every prediction route family sets up: JSON bodies only, and the error handler that counts each rejection. */

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ModelNotFoundError } from '../errors.js';
 import { closingFlag } from './health.js';
 import { quote } from './predict-schema.js';
-import { jsonPrediction, jsonPredictionSchema, predictAndAnswer, preparePredictionRoutes } from './prediction-path.js';
+import { jsonPredictions, jsonPredictionSchema, predictAndAnswer, preparePredictionRoutes } from './prediction-path.js';
 import { explainV2Validation, tensorRows, v2BodyHint, v2InferBodySchema, type V2InferBody } from './v2-schema.js';
 
 const serverVersion = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -90,7 +90,7 @@ export default async function v2Routes(app: FastifyInstance) {
           model_version: baseline.version,
           ...(id === undefined ? {} : { id }),
           parameters: { modelwatch_id: requestId },
-          outputs: [{ name: model.outputName, datatype: 'FP32', shape: [rows, 1], data: Array.from(predictions, jsonPrediction) }],
+          outputs: [{ name: model.outputName, datatype: 'FP32', shape: [rows, 1], data: jsonPredictions(predictions) }],
         }));
       },
     );
