@@ -6,24 +6,10 @@ import t from 'tap';
 import { buildApp } from '../src/app.js';
 import { parseServeConfig } from '../src/config.js';
 import { featureLogHeader } from '../src/monitor/feature-log.js';
-import { featureNames, predict, repoRoot, sample, scrape, tempDir, trainRows } from './helpers/app.js';
+import { eventually, featureNames, logCapture, predict, repoRoot, sample, scrape, tempDir, trainRows } from './helpers/app.js';
 
 const id = 'model="diabetes",version="1"';
 const header = featureLogHeader(featureNames).join(',');
-
-function logCapture() {
-  const logged: Record<string, unknown>[] = [];
-  const logStream = new Writable({ write(chunk, _enc, cb) { logged.push(JSON.parse(chunk.toString())); cb(); } });
-  return { logged, logStream };
-}
-
-async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 const appOn = (csv: string) => buildApp(parseServeConfig(['--model-dir', join(repoRoot, 'models/diabetes'), '--csv', csv, '--log-level', 'silent'], {}));
 

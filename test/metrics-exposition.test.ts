@@ -1,19 +1,10 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { predictionBuckets } from '../src/model/baseline.js';
-import { diabetesBaseline as baseline, featureNames, predict, sample, scrape, testApp, trainRows } from './helpers/app.js';
+import { diabetesBaseline as baseline, eventually, featureNames, logCapture, predict, sample, scrape, testApp, trainRows } from './helpers/app.js';
 
 const id = 'model="diabetes",version="1"';
 const WINDOW = 5;
-
-/** Polls until `check` holds (bounded): the feature log confirms rows asynchronously. */
-async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 t.test('exact exposition after a known sequence of requests', async (t) => {
   const { app, csv } = await testApp(t, ['--window', String(WINDOW)]);
@@ -127,9 +118,7 @@ t.test('out-of-range features and outlier predictions are counted by side and re
 });
 
 t.test('outliers are logged with the request id at a bounded rate, and all counted', async (t) => {
-  const { Writable } = await import('node:stream');
-  const logged: Record<string, unknown>[] = [];
-  const logStream = new Writable({ write(chunk, _enc, cb) { logged.push(JSON.parse(chunk.toString())); cb(); } });
+  const { logged, logStream } = logCapture();
   const { app } = await testApp(t, ['--outlier-log-per-minute', '3', '--log-level', 'warn'], { logStream });
   const zeros = featureNames.map(() => 0);
   const ids: string[] = [];

@@ -1,5 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -53,4 +54,20 @@ export function sample(exposition: string, series: string): number | undefined {
 export async function scrape(app: FastifyInstance): Promise<string> {
   const response = await app.inject({ method: 'GET', url: '/metrics' });
   return response.body;
+}
+
+/** Polls until `check` holds, 3 s at most: the feature log and the store confirm work asynchronously. */
+export async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** A pino destination that keeps every line, parsed, for tests that check what was logged. */
+export function logCapture() {
+  const logged: Record<string, unknown>[] = [];
+  const logStream = new Writable({ write(chunk, _enc, cb) { logged.push(JSON.parse(chunk.toString())); cb(); } });
+  return { logged, logStream };
 }

@@ -26,14 +26,7 @@ export const postJson = (app: FastifyInstance, url: string, body: unknown) =>
 export const modelSeries = (exposition: string): string[] =>
   exposition.split('\n').filter((line) => line.startsWith('model_') && !line.startsWith('model_inference_duration_seconds'));
 
-/** Polls until `check` holds, 2 s at most: the feature log confirms rows asynchronously. */
-export async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+export { eventually } from './app.js';
 
 /** An HTTP server on 127.0.0.1 standing in for an upstream model server; closed in teardown, open connections too. */
 export async function fakeUpstream(t: Teardown, handle: (request: IncomingMessage, body: string, response: ServerResponse) => void) {
