@@ -1,5 +1,5 @@
 import t from 'tap';
-import { toOpenMetrics } from '../src/monitor/openmetrics.js';
+import { toOpenMetrics, withoutNaN } from '../src/monitor/openmetrics.js';
 import { predict, testApp, trainRows } from './helpers/app.js';
 
 const accept = 'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
@@ -20,7 +20,12 @@ t.test('Prometheus asking for OpenMetrics gets OpenMetrics; anyone else the text
   t.notMatch(text.body, /# EOF/);
 });
 
-t.test('the conversion spells NaN the OpenMetrics way and leaves gauges alone', async (t) => {
-  const text = '# HELP a_total A.\n# TYPE a_total counter\na_total 2\n\n# HELP g G.\n# TYPE g gauge\ng Nan\n';
-  t.equal(toOpenMetrics(text), '# HELP a A.\n# TYPE a counter\na_total 2\n# HELP g G.\n# TYPE g gauge\ng NaN\n# EOF\n');
+t.test('the conversion renames counter families and leaves gauges alone', async (t) => {
+  const text = '# HELP a_total A.\n# TYPE a_total counter\na_total 2\n\n# HELP g G.\n# TYPE g gauge\ng 0.5\n';
+  t.equal(toOpenMetrics(text), '# HELP a A.\n# TYPE a counter\na_total 2\n# HELP g G.\n# TYPE g gauge\ng 0.5\n# EOF\n');
+});
+
+t.test('NaN samples are left out, their families and every other sample kept', async (t) => {
+  const text = '# HELP g G.\n# TYPE g gauge\ng{a="Nan"} Nan\ng{a="b"} 1\n# HELP h H.\n# TYPE h gauge\nh Nan\n';
+  t.equal(withoutNaN(text), '# HELP g G.\n# TYPE g gauge\ng{a="b"} 1\n# HELP h H.\n# TYPE h gauge\n');
 });

@@ -2,6 +2,7 @@ import { createWriteStream, openSync, readSync, closeSync, statSync } from 'node
 import type { Writable } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
 import { CsvHeaderMismatchError } from '../errors.js';
+import { withinFloat32 } from './float32.js';
 import type { FeatureLogCounts } from './metrics.js';
 
 export type OpenSink = (file: string) => Writable;
@@ -92,14 +93,23 @@ export class FeatureLog implements FeatureLogCounts {
       all += featureMeans[f]!;
       featureMeans[f]! /= rows;
     }
+    // The mean of the predictions the metrics count; empty when none is (all non_finite), so the
+    // log never holds Infinity or NaN.
     let predictionSum = 0;
-    for (let r = 0; r < rows; r++) predictionSum += predictions[r]!;
+    let predicted = 0;
+    for (let r = 0; r < rows; r++) {
+      const p = predictions[r]!;
+      if (withinFloat32(p)) {
+        predictionSum += p;
+        predicted++;
+      }
+    }
     const now = Date.now();
     if (now !== this.stampMs) {
       this.stampMs = now;
       this.stamp = new Date(now).toISOString();
     }
-    let line = `${this.stamp},${id}${this.between}${rows},${all / (rows * width)},${predictionSum / rows}`;
+    let line = `${this.stamp},${id}${this.between}${rows},${all / (rows * width)},${predicted === 0 ? '' : predictionSum / predicted}`;
     for (let f = 0; f < width; f++) line += `,${featureMeans[f]}`;
 
     if (!this.usableSink()) {

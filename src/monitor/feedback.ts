@@ -1,5 +1,6 @@
 import type { Baseline } from '../model/baseline.js';
 import { BucketCounts } from './buckets.js';
+import { withinFloat32 } from './float32.js';
 import { DUPLICATE, UNKNOWN, type PredictionStore } from './prediction-store.js';
 
 export const feedbackOutcomes = ['matched', 'unknown_id', 'duplicate'] as const;
@@ -47,10 +48,10 @@ export class Feedback {
     this.outcomes[feedbackOutcomes.indexOf(outcome)]!++;
     if (outcome !== 'matched') return outcome;
     this.delay.observe((this.store.clock() - this.store.predictedAt(slot)) / 1000);
-    // A prediction answered as null (non-finite, already an outlier) has no error to add: one
-    // Infinity would make the error sums useless for the life of the process.
+    // A non_finite prediction (already an outlier) has no error to add: one Infinity, or the
+    // square of 1e200, would make the error sums useless for the life of the process.
     const prediction = this.store.prediction(slot);
-    if (Number.isFinite(prediction)) {
+    if (withinFloat32(prediction)) {
       const error = prediction - actual;
       this.absError.observe(Math.abs(error));
       this.squaredErrorSum += error * error;

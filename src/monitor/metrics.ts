@@ -111,7 +111,8 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
     const samples: Sample[] = [];
     for (let f = 0; f < names.length; f++) {
       const v = value(f);
-      if (!Number.isNaN(v)) samples.push({ sharedLabels: featureLabels[f]!, value: v });
+      // Omitted rather than NaN or Inf: before the first row, or a deviation from a training mean of 0.
+      if (Number.isFinite(v)) samples.push({ sharedLabels: featureLabels[f]!, value: v });
     }
     return samples;
   };

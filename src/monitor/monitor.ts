@@ -1,4 +1,5 @@
 import type { Baseline } from '../model/baseline.js';
+import { withinFloat32 } from './float32.js';
 import { RollingMeans } from './rolling.js';
 
 export const outlierReasons = ['above_max', 'below_min', 'non_finite'] as const;
@@ -96,7 +97,9 @@ export class Monitor {
 
   private recordPrediction(predictions: ArrayLike<number>, r: number): number {
     const p = predictions[r]!;
-    if (!Number.isFinite(p)) {
+    // One rule for every source of predictions (the model, an upstream, /observe): a value no
+    // float32 holds is non_finite and stays out of the histogram, the window and every sum.
+    if (!withinFloat32(p)) {
       this.outliers[2]!++;
       return 1;
     }

@@ -2,8 +2,8 @@
  * prom-client renders one format per Registry, and its OpenMetrics mode renames counters in
  * place, which would break the text format served to other scrapers. The two formats differ in
  * little for our families, so the OpenMetrics answer is derived from the text one: counter
- * families lose `_total` in their HELP/TYPE lines (samples keep it), NaN is spelled `NaN`, and
- * the exposition ends with `# EOF`.
+ * families lose `_total` in their HELP/TYPE lines (samples keep it), and the exposition ends
+ * with `# EOF`.
  */
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
 
@@ -11,13 +11,20 @@ export function wantsOpenMetrics(accept: string | undefined): boolean {
   return accept !== undefined && accept.includes('application/openmetrics-text');
 }
 
+/**
+ * The exposition without NaN samples: prom-client's event-loop lag gauges read NaN until their
+ * first sample, and the model_ families omit a value they do not have yet. A sample that says
+ * nothing is left out, so every value served is a number a query can use.
+ */
+export const withoutNaN = (text: string): string => text.replace(/^[^#\n][^\n]* Nan\n/gm, '');
+
 export function toOpenMetrics(text: string): string {
   const counters = new Set<string>();
   for (const match of text.matchAll(/^# TYPE (\S+) counter$/gm)) counters.add(match[1]!);
   const lines = text.split('\n').map((line) => {
     const meta = /^# (HELP|TYPE) (\S+)( .*)?$/.exec(line);
     if (meta && counters.has(meta[2]!) && meta[2]!.endsWith('_total')) return `# ${meta[1]} ${meta[2]!.slice(0, -'_total'.length)}${meta[3] ?? ''}`;
-    return line.endsWith(' Nan') ? `${line.slice(0, -3)}NaN` : line;
+    return line;
   });
   return `${lines.filter((line) => line !== '').join('\n')}\n# EOF\n`;
 }

@@ -1,6 +1,7 @@
 import type { FastifyError } from 'fastify';
 import type { FeedbackRejectReason } from '../monitor/metrics.js';
-import { FLOAT32_MAX, describe, explainWholeBody, firstComplaint, lookup, pointer, quote } from './predict-schema.js';
+import { FLOAT32_MAX } from '../monitor/float32.js';
+import { describe, explainWholeBody, firstComplaint, lookup, pointer, quote } from './predict-schema.js';
 
 /** What a feedback body looks like, for messages that tell the client what to send. */
 export const feedbackBodyHint = '{"id", "actual"} or {"labels": [{"id", "actual"}, ...]}';

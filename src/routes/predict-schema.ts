@@ -1,8 +1,7 @@
 import type { FastifyError } from 'fastify';
+import { FLOAT32_MAX } from '../monitor/float32.js';
 import type { InvalidReason } from '../monitor/metrics.js';
 
-/** The largest float32: anything beyond it (1e39, 1e400) would reach the model as Infinity. */
-export const FLOAT32_MAX = 3.4028234663852886e38;
 
 /** What a prediction body looks like, for messages that tell the client what to send. */
 export const predictBodyHint = '{"features": [...]} or {"instances": [[...], ...]}';

@@ -1,6 +1,7 @@
 import type { FastifyError } from 'fastify';
 import type { InvalidReason } from '../monitor/metrics.js';
-import { describe, explainWholeBody, firstComplaint, FLOAT32_MAX, lookup, pointer, quote } from './predict-schema.js';
+import { FLOAT32_MAX } from '../monitor/float32.js';
+import { describe, explainWholeBody, firstComplaint, lookup, pointer, quote } from './predict-schema.js';
 import { invalidInput } from './prediction-errors.js';
 
 /** A tensor of the Open Inference Protocol (KServe V2); `data` is flat or nested as the shape. */
