@@ -31,7 +31,15 @@ export async function buildApp(config: ServeConfig, options: AppOptions = {}): P
   // A sidecar's model runs upstream: only the baseline is read here, and no model.onnx is needed.
   const model =
     config.upstream === ''
-      ? inProcess(await OnnxModel.load(join(config.modelDir, 'model.onnx'), baseline.features.length))
+      ? inProcess(
+          await OnnxModel.load(join(config.modelDir, 'model.onnx'), {
+            width: baseline.features.length,
+            task: baseline.task ?? 'regression',
+            classes: baseline.task === 'classification' ? baseline.classes : undefined,
+            source: 'the baseline',
+            fix: 'rebuild baseline.json with "modelwatch baseline"',
+          }),
+        )
       : new UpstreamModel(config, baseline);
   const app = Fastify({
     logger: options.logStream ? { level: config.logLevel, stream: options.logStream } : { level: config.logLevel },

@@ -15,7 +15,8 @@ const usage = `modelwatch: serve an ONNX model and watch it in production
 
   modelwatch serve [options]            run the server (modelwatch serve --help lists every option)
   modelwatch baseline --data FILE.csv --model model.onnx [--target COLUMN] [--eval-data FILE.csv]
-                      [--name NAME] [--version V] [--bins 10] --out baseline.json
+                      [--name NAME] [--version V] [--bins 10] [--task regression|classification]
+                      [--classes a,b,c] --out baseline.json
   modelwatch check-csv [--file feature_log.csv] [--model-dir models/diabetes] [--last 10]
                       [--threshold 0.2] [--min-z 3] [--fail-on-drift]
   modelwatch simulate [--url http://127.0.0.1:8080] [--requests 10] [--drift 0.3] [--features bmi,bp]
@@ -76,8 +77,16 @@ async function serve(argv: string[]): Promise<number> {
 async function baselineCommand(argv: string[]): Promise<number> {
   const v = parse(argv, {
     data: { type: 'string' }, model: { type: 'string' }, target: { type: 'string' }, 'eval-data': { type: 'string' },
-    name: { type: 'string' }, version: { type: 'string' }, bins: { type: 'string' }, out: { type: 'string' },
+    name: { type: 'string' }, version: { type: 'string' }, bins: { type: 'string' }, out: { type: 'string' }, task: { type: 'string' }, classes: { type: 'string' },
   });
+  const task = v.task as string | undefined;
+  if (task !== undefined && task !== 'regression' && task !== 'classification') {
+    throw new ConfigInvalidError(`--task = ${JSON.stringify(task)}`, 'expected regression or classification (by default, what the model\'s outputs show)');
+  }
+  const classes = v.classes === undefined ? undefined : (v.classes as string).split(',');
+  if (classes && (classes.length < 2 || classes.some((c) => c === '') || new Set(classes).size !== classes.length)) {
+    throw new ConfigInvalidError(`--classes = ${JSON.stringify(v.classes)}`, 'expected two or more distinct class names separated by commas, e.g. --classes setosa,versicolor,virginica');
+  }
   for (const required of ['data', 'model', 'out']) {
     if (typeof v[required] !== 'string') throw new ConfigInvalidError(`--${required}`, `is required\n${usage}`);
   }
@@ -89,9 +98,15 @@ async function baselineCommand(argv: string[]): Promise<number> {
     name: v.name as string | undefined,
     version: v.version as string | undefined,
     bins: numberOption('bins', v.bins as string | undefined, 10, (n) => Number.isInteger(n) && n >= 2 && n <= 100, 'an integer from 2 to 100'),
+    task,
+    classes,
   });
   await writeFile(v.out as string, `${JSON.stringify(baseline, null, 2)}\n`);
-  out(`wrote ${v.out}: ${baseline.rows} rows, ${baseline.features.length} features, prediction mean ${baseline.prediction.mean.toFixed(3)}${baseline.abs_error_mean === null ? '' : `, MAE ${baseline.abs_error_mean.toFixed(3)}`}`);
+  const summary =
+    baseline.task === 'classification'
+      ? `classes ${baseline.classes.join(', ')}${baseline.accuracy === null ? '' : `, accuracy ${baseline.accuracy.toFixed(3)}`}`
+      : `prediction mean ${baseline.prediction.mean.toFixed(3)}${baseline.abs_error_mean === null ? '' : `, MAE ${baseline.abs_error_mean.toFixed(3)}`}`;
+  out(`wrote ${v.out}: ${baseline.task} baseline, ${baseline.rows} rows, ${baseline.features.length} features, ${summary}`);
   return 0;
 }
 

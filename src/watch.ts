@@ -4,13 +4,16 @@ import type { DestinationStream } from 'pino';
 import type { ServeConfig } from './config.js';
 import type { Baseline } from './model/baseline.js';
 import { predictionBuckets } from './model/baseline.js';
-import type { Model } from './model/model.js';
+import type { Answer, Model } from './model/model.js';
+import { ClassificationMonitor, confidence } from './monitor/classification.js';
+import { FeatureMonitor } from './monitor/features.js';
 import { FeatureLog, type OpenSink } from './monitor/feature-log.js';
 import { Feedback } from './monitor/feedback.js';
 import { createMetrics, type Metrics } from './monitor/metrics.js';
-import { Monitor } from './monitor/monitor.js';
+import { Monitor, type PredictionMonitor } from './monitor/monitor.js';
 import { PredictionStore, type Clock } from './monitor/prediction-store.js';
 import { RateLimitedWarn } from './monitor/rate-limited-log.js';
+import { RegressionMonitor } from './monitor/regression.js';
 
 /** What the server knows about its model and everything it has seen: the app's one piece of state. */
 export interface Watch {
@@ -23,7 +26,7 @@ export interface Watch {
   readonly featureLog: FeatureLog | undefined;
   readonly feedback: Feedback;
   /** Records an accepted prediction of `rows` rows everywhere it belongs, once. */
-  record(features: Float64Array, predictions: ArrayLike<number>, rows: number): RecordedIds;
+  record(features: Float64Array, answer: Answer, rows: number): RecordedIds;
   close(): Promise<void>;
 }
 
@@ -43,9 +46,24 @@ export interface WatchOptions {
   clock?: Clock;
 }
 
+function predictionMonitor(config: ServeConfig, baseline: Baseline, model: Model): PredictionMonitor {
+  if (baseline.task === 'classification') return new ClassificationMonitor(baseline, config.window, model.hasProbabilities);
+  return new RegressionMonitor(baseline, config.window, predictionBuckets(baseline), config.predictionMin, config.predictionMax);
+}
+
+/** Per row, what the CSV's prediction_mean averages: the prediction, or a classifier's top-class probability (NaN when it has none). */
+function loggedPredictions(answer: Answer, classes: number, rows: number): ArrayLike<number> {
+  if (answer.task === 'regression') return answer.values;
+  const { probabilities } = answer;
+  const out = new Float64Array(rows).fill(Number.NaN);
+  if (probabilities) for (let r = 0; r < rows; r++) if (answer.classes[r]! >= 0) out[r] = confidence(probabilities, r, classes);
+  return out;
+}
+
 export function createWatch(config: ServeConfig, baseline: Baseline, model: Model, log: FastifyBaseLogger, options: WatchOptions = {}): Watch {
   const featureNames = baseline.features.map((f) => f.name);
-  const monitor = new Monitor(baseline, config.window, predictionBuckets(baseline), config.predictionMin, config.predictionMax);
+  const classes = baseline.task === 'classification' ? baseline.classes.length : 0;
+  const monitor = new Monitor(new FeatureMonitor(baseline, config.window), predictionMonitor(config, baseline, model));
   const featureLog = config.csv === '' ? undefined : new FeatureLog(config.csv, baseline.model, baseline.version, featureNames, log, options.openFeatureLogSink);
   const noLog = { rowsWritten: 0, rowErrors: 0 };
   const store = new PredictionStore(config.feedbackMaxEntries, config.feedbackTtlSeconds * 1000, options.clock ?? (() => performance.now()));
@@ -62,21 +80,23 @@ export function createWatch(config: ServeConfig, baseline: Baseline, model: Mode
     metrics,
     featureLog,
     feedback,
-    record(features, predictions, rows) {
+    record(features, answer, rows) {
       const requestId = randomUUID();
       // A plain loop rather than Array.from with a callback: this runs for every row of every batch.
       const rowIds = new Array<string>(rows);
       if (rows === 1) rowIds[0] = requestId;
       else for (let r = 0; r < rows; r++) rowIds[r] = `${requestId}.${r}`;
-      const outliers = monitor.record(features, predictions, rows);
+      const outliers = monitor.record(features, answer, rows);
       if (outliers > 0) {
-        outlierWarn.warn(
-          { id: requestId, outliers, rows, min: config.predictionMin, max: config.predictionMax },
-          'prediction outside the configured bounds',
-        );
+        if (answer.task === 'regression') {
+          outlierWarn.warn({ id: requestId, outliers, rows, min: config.predictionMin, max: config.predictionMax }, 'prediction outside the configured bounds');
+        } else {
+          outlierWarn.warn({ id: requestId, outliers, rows }, 'prediction of a class outside the baseline, or with probabilities that are none');
+        }
       }
-      featureLog?.append(requestId, features, predictions, rows);
-      feedback.store.remember(requestId, predictions, rows);
+      featureLog?.append(requestId, features, loggedPredictions(answer, classes, rows), rows);
+      // What a label is compared with: the predicted value, or the predicted class's index.
+      feedback.store.remember(requestId, answer.task === 'regression' ? answer.values : answer.classes, rows);
       metrics.countRequest('ok');
       return { requestId, rowIds };
     },

@@ -1,9 +1,12 @@
 import { basename, dirname, resolve } from 'node:path';
 import { DataInvalidError } from '../errors.js';
-import type { Baseline, FeatureBaseline } from './baseline.js';
-import { readNumericCsv } from './csv-rows.js';
-import { OnnxModel } from './session.js';
+import { confidence } from '../monitor/classification.js';
+import { PSI_SMOOTHING } from '../monitor/psi.js';
 import { mulberry32 } from '../random.js';
+import { LOW_CONFIDENCE, type Baseline, type ClassificationBaseline, type FeatureBaseline } from './baseline.js';
+import { readNumericCsv } from './csv-rows.js';
+import type { Answer, ClassificationAnswer, RegressionAnswer } from './model.js';
+import { OnnxModel, type Task } from './session.js';
 
 export interface BaselineOptions {
   data: string;
@@ -15,6 +18,10 @@ export interface BaselineOptions {
   name?: string;
   version?: string;
   bins?: number;
+  /** The model's task; by default what its outputs show (class scores need 'classification'). */
+  task?: Task;
+  /** A classifier's class names, in the order of its scores or integer labels; by default the model's own. */
+  classes?: readonly string[];
   /** Values kept per column for the quantiles; beyond it a uniform reservoir sample keeps memory bounded. */
   sampleSize?: number;
 }
@@ -71,29 +78,32 @@ function binEdges(stats: ColumnStats, bins: number): number[] {
   return [...new Set(stats.quantiles(qs))].filter((edge) => edge > stats.min).sort((x, y) => x - y);
 }
 
-async function* batches(file: string, featureColumns: number[], targetColumn: number | undefined) {
-  const { rows } = await readNumericCsv(file);
+async function* batches(file: string, featureColumns: number[], targetColumn: number | undefined, textTarget: string | undefined) {
+  const { rows } = await readNumericCsv(file, textTarget);
   const width = featureColumns.length;
   let features = new Float32Array(BATCH_ROWS * width);
-  let targets = new Float64Array(BATCH_ROWS);
+  let targets: (number | string)[] = [];
+  let lines: number[] = [];
   let raw: Float64Array[] = [];
-  for await (const { values } of rows) {
+  for await (const { values, line, cells } of rows) {
     const r = raw.length;
     for (let f = 0; f < width; f++) features[r * width + f] = values[featureColumns[f]!]!;
-    if (targetColumn !== undefined) targets[r] = values[targetColumn]!;
+    if (targetColumn !== undefined) targets.push(textTarget === undefined ? values[targetColumn]! : cells[targetColumn]!);
+    lines.push(line);
     raw.push(Float64Array.from(featureColumns, (c) => values[c]!));
     if (raw.length === BATCH_ROWS) {
-      yield { features, targets, raw, rows: raw.length };
+      yield { features, targets, lines, raw, rows: raw.length };
       features = new Float32Array(BATCH_ROWS * width);
-      targets = new Float64Array(BATCH_ROWS);
+      targets = [];
+      lines = [];
       raw = [];
     }
   }
-  if (raw.length > 0) yield { features, targets, raw, rows: raw.length };
+  if (raw.length > 0) yield { features, targets, lines, raw, rows: raw.length };
 }
 
 async function layout(file: string, target: string | undefined) {
-  const { columns, rows } = await readNumericCsv(file);
+  const { columns, rows } = await readNumericCsv(file, target);
   await rows.return(undefined);
   const targetColumn = target === undefined ? undefined : columns.indexOf(target);
   if (targetColumn === -1) throw new DataInvalidError(file, `has no target column "${target}"; its columns are ${columns.join(', ')}`);
@@ -101,38 +111,99 @@ async function layout(file: string, target: string | undefined) {
   return { names: featureColumns.map((i) => columns[i]!), featureColumns, targetColumn };
 }
 
-/** Reads the training CSV twice, streaming: stats and edges first, then the exact bin shares. */
+/** Shares of `counts`, smoothed by half a row per class as ClassificationBaseline says. */
+const smoothedShares = (counts: Float64Array, n: number) => Array.from(counts, (c) => (c + PSI_SMOOTHING) / (n + PSI_SMOOTHING * counts.length));
+
+/** What the training data's predictions look like, for the task's baseline. */
+interface PredictionSummary {
+  add(answer: Answer, rows: number): void;
+}
+
+class RegressionSummary implements PredictionSummary {
+  readonly stats: ColumnStats;
+  constructor(sampleSize: number, random: () => number) {
+    this.stats = new ColumnStats(sampleSize, random);
+  }
+  add(answer: Answer, rows: number): void {
+    for (let r = 0; r < rows; r++) this.stats.add((answer as RegressionAnswer).values[r]!);
+  }
+  baseline() {
+    const s = this.stats;
+    const quantiles = s.quantiles(PREDICTION_QUANTILES);
+    return { mean: s.mean, stddev: s.stddev, min: s.min, max: s.max, quantiles: Object.fromEntries(PREDICTION_QUANTILES.map((q, i) => [String(q), quantiles[i]!])) };
+  }
+}
+
+class ClassSummary implements PredictionSummary {
+  readonly counts: Float64Array;
+  rows = 0;
+  private withProbabilities = 0;
+  private lowConfidence = 0;
+  private confidenceSum = 0;
+  constructor(private readonly classes: readonly string[]) {
+    this.counts = new Float64Array(classes.length);
+  }
+  add(answer: Answer, rows: number): void {
+    const { classes, probabilities } = answer as ClassificationAnswer;
+    for (let r = 0; r < rows; r++) {
+      this.rows++;
+      if (classes[r]! >= 0) this.counts[classes[r]!]!++;
+      const top = probabilities === undefined ? Number.NaN : confidence(probabilities, r, this.classes.length);
+      if (Number.isNaN(top)) continue;
+      this.withProbabilities++;
+      this.confidenceSum += top;
+      if (top <= LOW_CONFIDENCE) this.lowConfidence++;
+    }
+  }
+  baseline(): ClassificationBaseline['prediction'] {
+    const known = this.withProbabilities > 0;
+    return {
+      class_shares: smoothedShares(this.counts, this.rows),
+      low_confidence_share: known ? this.lowConfidence / this.withProbabilities : null,
+      confidence_mean: known ? this.confidenceSum / this.withProbabilities : null,
+    };
+  }
+}
+
+/** Reads the training CSV twice, streaming: stats and edges first, then the exact bin shares; then the evaluation data for the error. */
 export async function buildBaseline(options: BaselineOptions): Promise<Baseline> {
   const bins = options.bins ?? 10;
   const sampleSize = options.sampleSize ?? 100_000;
+  // A classifier's target holds class names: read as text. A regression's must be numbers.
+  const textTarget = options.task === 'classification' || options.classes ? options.target : undefined;
   const { names, featureColumns, targetColumn } = await layout(options.data, options.target);
   const width = names.length;
   // The model's declared input width is checked against the header's feature columns here.
-  const model = await OnnxModel.load(options.modelFile, width, {
-    name: `the header (line 1) of ${options.data}`,
-    fix: `its feature columns (every column but --target) are ${names.join(', ')}`,
+  const model = await OnnxModel.load(options.modelFile, {
+    width,
+    task: options.task,
+    classes: options.classes,
+    source: options.classes ? '--classes' : `the header (line 1) of ${options.data}`,
+    fix: options.classes ? 'list the classes the model names, in its order' : `its feature columns (every column but --target) are ${names.join(', ')}`,
   });
   try {
+    const classifier = model.task === 'classification';
     const random = mulberry32(42);
     const featureStats = names.map(() => new ColumnStats(sampleSize, random));
-    const predictionStats = new ColumnStats(sampleSize, random);
+    const regression = classifier ? undefined : new RegressionSummary(sampleSize, random);
+    const summary: RegressionSummary | ClassSummary = regression ?? new ClassSummary(model.classes);
     let scalarSum = 0;
-    for await (const batch of batches(options.data, featureColumns, targetColumn)) {
-      const predictions = await model.predict(batch.features.subarray(0, batch.rows * width), batch.rows);
+    let rows = 0;
+    for await (const batch of batches(options.data, featureColumns, undefined, textTarget)) {
+      summary.add(await model.predict(batch.features.subarray(0, batch.rows * width), batch.rows), batch.rows);
       for (const row of batch.raw) {
         row.forEach((v, f) => {
           featureStats[f]!.add(v);
           scalarSum += v;
         });
       }
-      for (let r = 0; r < batch.rows; r++) predictionStats.add(predictions[r]!);
+      rows += batch.rows;
     }
-    const rows = predictionStats.n;
     if (rows === 0) throw new DataInvalidError(options.data, 'has a header but no rows');
 
     const edges = featureStats.map((s) => binEdges(s, bins));
     const counts = edges.map((e) => new Float64Array(e.length + 1));
-    for await (const batch of batches(options.data, featureColumns, undefined)) {
+    for await (const batch of batches(options.data, featureColumns, undefined, textTarget)) {
       for (const row of batch.raw) {
         row.forEach((v, f) => {
           let i = 0;
@@ -141,45 +212,64 @@ export async function buildBaseline(options: BaselineOptions): Promise<Baseline>
         });
       }
     }
-
-    let absErrorMean: number | null = null;
-    if (targetColumn !== undefined) {
-      const evalFile = options.evalData ?? options.data;
-      const evalLayout = await layout(evalFile, options.target);
-      if (evalLayout.names.join(',') !== names.join(',')) {
-        throw new DataInvalidError(evalFile, `feature columns ${evalLayout.names.join(', ')} differ from ${options.data}'s ${names.join(', ')}`);
-      }
-      let errorSum = 0;
-      let n = 0;
-      for await (const batch of batches(evalFile, evalLayout.featureColumns, evalLayout.targetColumn)) {
-        const predictions = await model.predict(batch.features.subarray(0, batch.rows * width), batch.rows);
-        for (let r = 0; r < batch.rows; r++) errorSum += Math.abs(predictions[r]! - batch.targets[r]!);
-        n += batch.rows;
-      }
-      absErrorMean = n === 0 ? null : errorSum / n;
-    }
-
     const features: FeatureBaseline[] = names.map((name, f) => {
       const s = featureStats[f]!;
       return { name, mean: s.mean, stddev: s.stddev, min: s.min, max: s.max, bin_edges: edges[f]!, bin_ratios: Array.from(counts[f]!, (c) => c / rows) };
     });
-    const predictionQuantiles = predictionStats.quantiles(PREDICTION_QUANTILES);
-    return {
+    const common = {
       model: options.name ?? basename(dirname(resolve(options.modelFile))),
       version: options.version ?? '1',
       rows,
       features,
-      prediction: {
-        mean: predictionStats.mean,
-        stddev: predictionStats.stddev,
-        min: predictionStats.min,
-        max: predictionStats.max,
-        quantiles: Object.fromEntries(PREDICTION_QUANTILES.map((q, i) => [String(q), predictionQuantiles[i]!])),
-      },
       scalar_feature_mean: scalarSum / (rows * width),
-      abs_error_mean: absErrorMean,
+    };
+
+    const evaluation = targetColumn === undefined ? undefined : await evaluate(options, model, names, textTarget);
+    if (regression) return { task: 'regression', ...common, prediction: regression.baseline(), abs_error_mean: evaluation?.absErrorMean ?? null };
+    return {
+      task: 'classification',
+      ...common,
+      classes: [...model.classes],
+      prediction: (summary as ClassSummary).baseline(),
+      label_shares: evaluation?.labelShares ?? null,
+      accuracy: evaluation?.accuracy ?? null,
     };
   } finally {
     await model.close();
   }
+}
+
+/**
+ * The model's error on the evaluation data (--eval-data, else the training data): the mean
+ * absolute error of a regression; a classifier's accuracy and the shares of its true classes.
+ */
+async function evaluate(options: BaselineOptions, model: OnnxModel, names: string[], textTarget: string | undefined) {
+  const evalFile = options.evalData ?? options.data;
+  const evalLayout = await layout(evalFile, options.target);
+  if (evalLayout.names.join(',') !== names.join(',')) {
+    throw new DataInvalidError(evalFile, `feature columns ${evalLayout.names.join(', ')} differ from ${options.data}'s ${names.join(', ')}`);
+  }
+  const classIndex = new Map(model.classes.map((c, i) => [c, i]));
+  const labels = new Float64Array(model.classes.length);
+  let errorSum = 0;
+  let right = 0;
+  let n = 0;
+  for await (const batch of batches(evalFile, evalLayout.featureColumns, evalLayout.targetColumn, textTarget)) {
+    const answer = await model.predict(batch.features.subarray(0, batch.rows * names.length), batch.rows);
+    for (let r = 0; r < batch.rows; r++) {
+      if (answer.task === 'regression') {
+        errorSum += Math.abs(answer.values[r]! - (batch.targets[r] as number));
+        continue;
+      }
+      const actual = classIndex.get(String(batch.targets[r]));
+      if (actual === undefined) {
+        throw new DataInvalidError(evalFile, `line ${batch.lines[r]}: target ${JSON.stringify(batch.targets[r])} is not one of the model's classes ${model.classes.join(', ')}`);
+      }
+      labels[actual]!++;
+      if (answer.classes[r] === actual) right++;
+    }
+    n += batch.rows;
+  }
+  if (n === 0) return undefined;
+  return { absErrorMean: errorSum / n, accuracy: right / n, labelShares: Array.from(labels, (c) => c / n) };
 }

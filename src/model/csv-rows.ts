@@ -5,15 +5,16 @@ import { DataInvalidError } from '../errors.js';
 export interface NumericCsv {
   /** Header names, in file order. */
   columns: string[];
-  /** Row-major numbers of one row at a time, with its line number (header is line 1). */
-  rows: AsyncGenerator<{ values: Float64Array; line: number }>;
+  /** Row-major numbers of one row at a time, with its line number (header is line 1) and its cells as text. */
+  rows: AsyncGenerator<{ values: Float64Array; line: number; cells: string[] }>;
 }
 
 /**
  * Streams a numeric CSV with fast-csv in bounded memory. Every value must be a finite number: a
- * missing or non-numeric one is an error naming the file, the line and the column.
+ * missing or non-numeric one is an error naming the file, the line and the column; the column
+ * named `textColumn` (a classifier's class names) is read as text only, its number NaN.
  */
-export async function readNumericCsv(file: string): Promise<NumericCsv> {
+export async function readNumericCsv(file: string, textColumn?: string): Promise<NumericCsv> {
   const input = createReadStream(file);
   const stream = input.pipe(parse({ headers: false, ignoreEmpty: true, trim: true }));
   // pipe() (and fast-csv's parseFile) does not forward a read error such as ENOENT or EISDIR: it
@@ -28,6 +29,7 @@ export async function readNumericCsv(file: string): Promise<NumericCsv> {
   }
   if (first.done) throw new DataInvalidError(file, 'is empty; expected a header line and rows');
   const columns = first.value;
+  const text = textColumn === undefined ? -1 : columns.indexOf(textColumn);
   async function* rows() {
     let line = 1;
     const values = new Float64Array(columns.length);
@@ -46,13 +48,18 @@ export async function readNumericCsv(file: string): Promise<NumericCsv> {
       }
       for (let c = 0; c < columns.length; c++) {
         const cell = cells[c]!;
+        if (c === text) {
+          if (cell === '') throw new DataInvalidError(file, `line ${line}, column ${c + 1} ("${columns[c]}"): missing value`);
+          values[c] = Number.NaN;
+          continue;
+        }
         const v = cell === '' ? Number.NaN : Number(cell);
         if (!Number.isFinite(v)) {
           throw new DataInvalidError(file, `line ${line}, column ${c + 1} ("${columns[c]}"): ${cell === '' ? 'missing value' : `"${cell.slice(0, 40)}" is not a finite number`}`);
         }
         values[c] = v;
       }
-      yield { values, line };
+      yield { values, line, cells };
     }
   }
   return { columns, rows: rows() };

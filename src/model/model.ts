@@ -9,9 +9,30 @@ export interface SentRequest {
   body: unknown;
 }
 
-export interface Prediction {
-  /** One prediction per row. */
+/** What a regression model answered: one number per row. */
+export interface RegressionAnswer {
+  task: 'regression';
   values: ArrayLike<number>;
+}
+
+/** The class index of a label that is not one of the baseline's classes. */
+export const UNKNOWN_CLASS = -1;
+
+/** What a classifier answered, in the baseline's class order. */
+export interface ClassificationAnswer {
+  task: 'classification';
+  /** Per row, the predicted class's index in the baseline's classes, or UNKNOWN_CLASS. */
+  classes: Int32Array;
+  /** Per row, the label as the model said it: what the client is answered, a class outside the baseline included. */
+  labels: readonly string[];
+  /** rows × classes probabilities, row-major, in the baseline's class order; absent for a model that gives only labels. */
+  probabilities?: ArrayLike<number>;
+}
+
+export type Answer = RegressionAnswer | ClassificationAnswer;
+
+export interface Prediction {
+  answer: Answer;
   /** The upstream's own answer when it speaks the client's protocol: the client gets it byte for byte. */
   upstreamBody?: string;
 }
@@ -21,7 +42,10 @@ export interface Model {
   /** How the Open Inference Protocol's model metadata describes the backend and its tensors. */
   readonly platform: string;
   readonly inputName: string;
-  readonly outputName: string;
+  /** The output tensors the Open Inference Protocol answers with: the prediction (value or label), then the probabilities if any. */
+  readonly outputNames: readonly string[];
+  /** Whether a classifier's answers carry probabilities, so confidence is watched. */
+  readonly hasProbabilities: boolean;
   /** Predicts `rows` rows laid out row-major in `features`, the values as the client sent them. */
   predict(features: Float64Array, rows: number, sent: SentRequest): Promise<Prediction>;
   close(): Promise<void>;
@@ -31,8 +55,9 @@ export function inProcess(onnx: OnnxModel): Model {
   return {
     platform: 'onnxruntime_onnx',
     inputName: onnx.inputName,
-    outputName: onnx.outputName,
-    predict: async (features, rows) => ({ values: await onnx.predict(Float32Array.from(features), rows) }),
+    outputNames: onnx.outputNames,
+    hasProbabilities: onnx.hasProbabilities,
+    predict: async (features, rows) => ({ answer: await onnx.predict(features, rows) }),
     close: () => onnx.close(),
   };
 }

@@ -2,7 +2,8 @@ import { Pool } from 'undici';
 import type { ServeConfig } from '../config.js';
 import { UpstreamAnswerError, UpstreamBusyError, UpstreamStatusError, UpstreamTimeoutError, UpstreamUnreachableError } from '../errors.js';
 import type { Baseline } from './baseline.js';
-import type { Model, Prediction, Protocol, SentRequest } from './model.js';
+import { classAnswerFromJson } from './class-answer.js';
+import type { Answer, ClassificationAnswer, Model, Prediction, Protocol, SentRequest } from './model.js';
 
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
@@ -19,7 +20,11 @@ const snippet = (text: string) => (text.length > 200 ? `${text.slice(0, 200)}...
 export class UpstreamModel implements Model {
   readonly platform = 'modelwatch_sidecar';
   readonly inputName: string;
-  readonly outputName = 'prediction';
+  readonly outputNames: readonly string[];
+  /** A classifier upstream may answer probabilities; rows without them are simply not in the confidence histograms. */
+  readonly hasProbabilities: boolean;
+  /** A classifier's classes, in the baseline's order; undefined for a regression. */
+  private readonly classes: readonly string[] | undefined;
   private readonly protocol: Protocol;
   private readonly width: number;
   private readonly pool: Pool;
@@ -37,6 +42,9 @@ export class UpstreamModel implements Model {
     const base = new URL(config.upstream);
     const prefix = base.pathname.replace(/\/+$/, '');
     this.protocol = config.upstreamProtocol;
+    this.classes = baseline.task === 'classification' ? baseline.classes : undefined;
+    this.outputNames = this.classes ? ['label', 'probabilities'] : ['prediction'];
+    this.hasProbabilities = this.classes !== undefined;
     this.width = baseline.features.length;
     this.inputName = this.protocol === 'v2' ? config.upstreamInput : 'features';
     this.path = this.protocol === 'json' ? `${prefix}/predict` : `${prefix}/v2/models/${encodeURIComponent(config.upstreamModel || baseline.model)}/infer`;
@@ -62,9 +70,18 @@ export class UpstreamModel implements Model {
     } catch (cause) {
       throw new UpstreamAnswerError(this.url, `not JSON (${(cause as Error).message}): ${snippet(text)}`, { cause });
     }
-    const values = this.protocol === 'json' ? jsonPredictions(answer, rows) : v2Predictions(answer, rows);
-    if (typeof values === 'string') throw new UpstreamAnswerError(this.url, values);
-    return passthrough ? { values, upstreamBody: text } : { values };
+    const parsed = this.answer(answer, rows);
+    if (typeof parsed === 'string') throw new UpstreamAnswerError(this.url, parsed);
+    return passthrough ? { answer: parsed, upstreamBody: text } : { answer: parsed };
+  }
+
+  /** The upstream's answer in the baseline's terms, or what is wrong with it. */
+  private answer(answer: unknown, rows: number): Answer | string {
+    if (this.classes === undefined) {
+      const values = this.protocol === 'json' ? jsonPredictions(answer, rows) : v2Predictions(answer, rows);
+      return typeof values === 'string' ? values : { task: 'regression', values };
+    }
+    return this.protocol === 'json' ? jsonClasses(answer, rows, this.classes) : v2Classes(answer, rows, this.classes);
   }
 
   close(): Promise<void> {
@@ -115,16 +132,50 @@ export class UpstreamModel implements Model {
   }
 }
 
-/** The predictions in a JSON-protocol answer ({"prediction"} or {"predictions"}), or what is wrong with it. */
-function jsonPredictions(answer: unknown, rows: number): Float64Array | string {
+/** The per-row lists of a JSON-protocol answer ({"prediction"} or {"predictions"}, and a classifier's "probabilities"), or what is wrong with it. */
+function jsonLists(answer: unknown, rows: number): { predictions: unknown; probabilities: unknown } | string {
   if (typeof answer !== 'object' || answer === null || Array.isArray(answer)) {
     return `expected an object with "prediction" or "predictions", got ${snippet(JSON.stringify(answer))}`;
   }
-  const { prediction, predictions } = answer as { prediction?: unknown; predictions?: unknown };
-  if (predictions !== undefined) return numbers(predictions, rows, 'predictions');
-  if (rows === 1 && prediction !== undefined) return numbers([prediction], rows, 'prediction');
+  const { prediction, predictions, probabilities } = answer as { prediction?: unknown; predictions?: unknown; probabilities?: unknown };
+  if (predictions !== undefined) return { predictions, probabilities };
+  if (rows === 1 && prediction !== undefined) return { predictions: [prediction], probabilities: probabilities === undefined ? undefined : [probabilities] };
   return rows === 1 ? 'it has neither "prediction" nor "predictions"' : `it has no "predictions" (a list of ${rows})`;
 }
+
+/** The predictions in a JSON-protocol answer, or what is wrong with it. */
+function jsonPredictions(answer: unknown, rows: number): Float64Array | string {
+  const lists = jsonLists(answer, rows);
+  return typeof lists === 'string' ? lists : numbers(lists.predictions, rows, 'predictions');
+}
+
+/** A classifier's JSON-protocol answer: labels in "prediction(s)", optional class-to-probability maps in "probabilities". */
+function jsonClasses(answer: unknown, rows: number, classes: readonly string[]): ClassificationAnswer | string {
+  const lists = jsonLists(answer, rows);
+  if (typeof lists === 'string') return lists;
+  const { predictions, probabilities } = lists;
+  if (!Array.isArray(predictions) || predictions.length !== rows) return `"predictions" must hold ${rows} label(s), one per row`;
+  if (probabilities !== undefined && (!Array.isArray(probabilities) || probabilities.length !== rows)) return `"probabilities" must hold ${rows} map(s) of class to probability, one per row`;
+  return classAnswerFromJson(classes, predictions, probabilities);
+}
+
+/**
+ * A classifier's V2 answer: the label tensor (BYTES or an integer type, one per row) and, if
+ * answered, the probability tensor (FP32 or FP64, rows x classes, in the baseline's class order).
+ */
+function v2Classes(answer: unknown, rows: number, classes: readonly string[]): ClassificationAnswer | string {
+  const outputs = (answer as { outputs?: unknown } | null)?.outputs;
+  if (!Array.isArray(outputs) || outputs.length === 0) return `expected "outputs", a list of tensors, got ${snippet(JSON.stringify(answer))}`;
+  const tensors = outputs.map((o) => ({ datatype: String((o as { datatype?: unknown } | null)?.datatype), data: flat((o as { data?: unknown } | null)?.data) }));
+  const label = tensors.find((o) => (o.datatype === 'BYTES' || /^U?INT/.test(o.datatype)) && o.data?.length === rows);
+  if (!label) return `no output tensor holds ${rows} label(s) (BYTES or INT64, one per row)`;
+  const answered = classAnswerFromJson(classes, label.data!, undefined);
+  const probabilities = tensors.find((o) => /^FP/.test(o.datatype) && o.data?.length === rows * classes.length);
+  if (probabilities) answered.probabilities = Float64Array.from(probabilities.data!, (p) => (typeof p === 'number' ? p : Number.NaN));
+  return answered;
+}
+
+const flat = (data: unknown): unknown[] | undefined => (Array.isArray(data) ? (data.every(Array.isArray) ? data.flat() : data) : undefined);
 
 /** The predictions in a V2 inference response: its first output tensor, flat or [[p], ...]. */
 function v2Predictions(answer: unknown, rows: number): Float64Array | string {

@@ -1,9 +1,12 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import type { Baseline } from '../model/baseline.js';
+import { LOW_CONFIDENCE, type Baseline, type ClassificationBaseline, type RegressionBaseline } from '../model/baseline.js';
 import { BucketCounts } from './buckets.js';
-import { feedbackOutcomes, type Feedback } from './feedback.js';
-import { Monitor, outlierReasons, rangeSides } from './monitor.js';
+import type { ClassificationMonitor } from './classification.js';
+import { rangeSides } from './features.js';
+import { feedbackOutcomes, type ClassConfusion, type Feedback, type RegressionErrors } from './feedback.js';
+import type { Monitor } from './monitor.js';
 import { evictionReasons } from './prediction-store.js';
+import type { RegressionMonitor } from './regression.js';
 
 /**
  * The metric contract of DESIGN.md, in one place. Everything the request path updates lives in
@@ -58,6 +61,8 @@ export const feedbackRejectReasons = [
   'empty_batch',
   'batch_too_large',
   'disabled',
+  // A classifier's label naming no class of the baseline.
+  'unknown_class',
 ] as const;
 export type FeedbackRejectReason = (typeof feedbackRejectReasons)[number];
 
@@ -116,6 +121,11 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
     }
     return samples;
   };
+  /** A gauge with one value, omitted while it has none (NaN). */
+  const single = (value: () => number) => (): Sample[] => {
+    const v = value();
+    return Number.isFinite(v) ? [{ labels: id, value: v }] : [];
+  };
 
   register('model_info', 'Which model and version are served (always 1).', 'gauge', () => [{ labels: id, value: 1 }]);
 
@@ -132,72 +142,57 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
   const countInvalid = enumCounter('model_invalid_inputs_total', 'Rejected inputs, by reason (closed enum).', 'reason', invalidReasons);
 
   /** Exposition of a histogram kept as per-bucket (not cumulative) counts, the last one +Inf. */
-  const histogram = (name: string, help: string, h: Pick<BucketCounts, 'bounds' | 'counts' | 'sum' | 'count'>) =>
+  const histogram = (name: string, help: string, h: Pick<BucketCounts, 'bounds' | 'counts' | 'sum' | 'count'>, extra: Labels = {}) => {
+    const labels = { ...id, ...extra };
     register(name, help, 'histogram', () => {
       let cumulative = 0;
       const buckets = h.bounds.map((le, b) => {
         cumulative += h.counts[b]!;
-        return { labels: { ...id, le }, value: cumulative, metricName: `${name}_bucket` };
+        return { labels: { ...labels, le }, value: cumulative, metricName: `${name}_bucket` };
       });
       return [
         ...buckets,
-        { labels: { ...id, le: '+Inf' }, value: h.count, metricName: `${name}_bucket` },
-        { labels: id, value: h.sum, metricName: `${name}_sum` },
-        { labels: id, value: h.count, metricName: `${name}_count` },
+        { labels: { ...labels, le: '+Inf' }, value: h.count, metricName: `${name}_bucket` },
+        { labels, value: h.sum, metricName: `${name}_sum` },
+        { labels, value: h.count, metricName: `${name}_count` },
       ];
     });
+  };
 
   const inference = new BucketCounts([0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]);
   histogram('model_inference_duration_seconds', 'Time inside the model per request, in seconds.', inference);
 
-  histogram('model_prediction_value', 'Every prediction; buckets fitted to the baseline predictions.', {
-    bounds: monitor.bucketBounds,
-    counts: monitor.predictionBuckets,
-    get sum() {
-      return monitor.predictionSum;
-    },
-    get count() {
-      return monitor.predictionCount;
-    },
-  });
+  const { predictions } = monitor;
+  register('model_prediction_outliers_total', 'Predictions counted as outliers, by reason.', 'counter', () =>
+    predictions.outlierReasons.map((reason, i) => ({ labels: { ...id, reason }, value: predictions.outliers[i]! })),
+  );
+  if (predictions.task === 'regression') registerRegression(predictions, baseline as RegressionBaseline);
+  else registerClassification(predictions, baseline as ClassificationBaseline);
 
-  register('model_prediction_outliers_total', 'Predictions outside the configured bounds, by reason.', 'counter', () =>
-    outlierReasons.map((reason, i) => ({ labels: { ...id, reason }, value: monitor.outliers[i]! })),
-  );
-  register('model_prediction_mean', 'Rolling mean of the last window predictions.', 'gauge', () => {
-    const mean = monitor.predictionWindow.mean(0);
-    return Number.isNaN(mean) ? [] : [{ labels: id, value: mean }];
-  });
-  register('model_prediction_baseline_mean', 'Mean prediction on the training data.', 'gauge', () => [{ labels: id, value: baseline.prediction.mean }]);
-  register('model_feature_mean', 'Rolling mean of each feature over the last window rows.', 'gauge', () =>
-    perFeature((f) => monitor.featureWindow.mean(f)),
-  );
+  const features = monitor.features;
+  register('model_feature_mean', 'Rolling mean of each feature over the last window rows.', 'gauge', () => perFeature((f) => features.window.mean(f)));
   register('model_feature_baseline_mean', 'Training mean of each feature.', 'gauge', () => perFeature((f) => baseline.features[f]!.mean));
   register('model_feature_baseline_stddev', 'Training standard deviation of each feature.', 'gauge', () => perFeature((f) => baseline.features[f]!.stddev));
   register('model_feature_mean_deviation_ratio', '(rolling mean - training mean) / abs(training mean).', 'gauge', () =>
     perFeature((f) => {
       const trained = baseline.features[f]!.mean;
-      return (monitor.featureWindow.mean(f) - trained) / Math.abs(trained);
+      return (features.window.mean(f) - trained) / Math.abs(trained);
     }),
   );
   const sideLabels = names.flatMap((feature) => rangeSides.map((side) => ({ ...id, feature, side })));
   register('model_feature_out_of_range_total', 'Feature values outside the training range, by side.', 'counter', () =>
-    sideLabels.map((labels, i) => ({ sharedLabels: labels, value: monitor.outOfRange[i]! })),
+    sideLabels.map((labels, i) => ({ sharedLabels: labels, value: features.outOfRange[i]! })),
   );
-  register('model_window_rows', 'Rows in the rolling window now; rolling gauges mean little until it fills.', 'gauge', () => [
-    { labels: id, value: monitor.featureWindow.rows },
-  ]);
-  /** Per (feature, bin), in the Monitor's flat bin order. */
+  register('model_window_rows', 'Rows in the rolling window now; rolling gauges mean little until it fills.', 'gauge', () => [{ labels: id, value: features.window.rows }]);
+  /** Per (feature, bin), in the FeatureMonitor's flat bin order. */
   const bins = names.flatMap((feature, f) =>
     baseline.features[f]!.bin_ratios.map((ratio, bin) => ({ labels: { ...id, feature, bin: String(bin) }, ratio })),
   );
   const perBin = (value: (flat: number) => number): Sample[] => bins.map(({ labels }, flat) => ({ sharedLabels: labels, value: value(flat) }));
-  register('model_feature_bin_total', 'Rows per feature and baseline quantile bin.', 'counter', () => perBin((flat) => monitor.binTotals[flat]!));
-  register('model_feature_baseline_bin_ratio', 'Share of training rows in each baseline quantile bin.', 'gauge', () =>
-    perBin((flat) => bins[flat]!.ratio),
-  );
+  register('model_feature_bin_total', 'Rows per feature and baseline quantile bin.', 'counter', () => perBin((flat) => features.binTotals[flat]!));
+  register('model_feature_baseline_bin_ratio', 'Share of training rows in each baseline quantile bin.', 'gauge', () => perBin((flat) => bins[flat]!.ratio));
   register('model_feature_psi', 'Population stability index of the rolling window against the baseline bins.', 'gauge', () =>
-    perFeature((f) => monitor.windowPsi(f)),
+    perFeature((f) => features.windowPsi(f)),
   );
   register('model_feature_log_rows_total', 'Rows written to the CSV feature log.', 'counter', () => [{ labels: id, value: featureLog.rowsWritten }]);
   register('model_feature_log_errors_total', 'Rows the CSV feature log failed to write.', 'counter', () => [{ labels: id, value: featureLog.rowErrors }]);
@@ -205,14 +200,7 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
   register('model_feedback_total', 'Ground-truth labels received, by outcome.', 'counter', () =>
     feedbackOutcomes.map((outcome, i) => ({ labels: { ...id, outcome }, value: feedback.outcomes[i]! })),
   );
-  histogram('model_prediction_abs_error', 'abs(prediction - actual) of matched labels; buckets are multiples of the baseline MAE.', feedback.absError);
-  register('model_prediction_squared_error_total', 'Sum of (prediction - actual)^2 of matched labels: RMSE across replicas.', 'counter', () => [
-    { labels: id, value: feedback.squaredErrorSum },
-  ]);
   histogram('model_feedback_delay_seconds', 'Seconds from a prediction to its label.', feedback.delay);
-  register('model_prediction_baseline_abs_error_mean', 'MAE of the model on its held-out data.', 'gauge', () =>
-    baseline.abs_error_mean === null ? [] : [{ labels: id, value: baseline.abs_error_mean }],
-  );
   const { store } = feedback;
   // Expiring here keeps both series true on a server that gets no traffic to expire them.
   register('model_feedback_evictions_total', 'Predicted rows the feedback store dropped, labelled or not: capacity (--feedback-max-entries) or age (--feedback-ttl-seconds).', 'counter', () => {
@@ -224,6 +212,67 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
     return [{ labels: id, value: store.size }];
   });
   const countFeedbackRejected = enumCounter('model_feedback_rejected_total', 'Rejected POST /feedback requests, by reason (closed enum).', 'reason', feedbackRejectReasons);
+
+  /** The families of a model that answers a number per row. */
+  function registerRegression(regression: RegressionMonitor, b: RegressionBaseline) {
+    histogram('model_prediction_value', 'Every prediction; buckets fitted to the baseline predictions.', {
+      bounds: regression.bucketBounds,
+      counts: regression.buckets,
+      get sum() {
+        return regression.sum;
+      },
+      get count() {
+        return regression.count;
+      },
+    });
+    register('model_prediction_mean', 'Rolling mean of the last window predictions.', 'gauge', single(() => regression.window.mean(0)));
+    register('model_prediction_baseline_mean', 'Mean prediction on the training data.', 'gauge', () => [{ labels: id, value: b.prediction.mean }]);
+    const errors = feedback.errors as RegressionErrors;
+    histogram('model_prediction_abs_error', 'abs(prediction - actual) of matched labels; buckets are multiples of the baseline MAE.', errors.absError);
+    register('model_prediction_squared_error_total', 'Sum of (prediction - actual)^2 of matched labels: RMSE across replicas.', 'counter', () => [
+      { labels: id, value: errors.squaredErrorSum },
+    ]);
+    register('model_prediction_baseline_abs_error_mean', 'MAE of the model on its held-out data.', 'gauge', () =>
+      b.abs_error_mean === null ? [] : [{ labels: id, value: b.abs_error_mean }],
+    );
+  }
+
+  /** The families of a classifier; `class` is always one of the baseline's classes, so the series are fixed at start. */
+  function registerClassification(classification: ClassificationMonitor, b: ClassificationBaseline) {
+    const classLabels = b.classes.map((cls) => ({ ...id, class: cls }));
+    const perClass = (value: (c: number) => number): Sample[] => {
+      const samples: Sample[] = [];
+      for (let c = 0; c < classLabels.length; c++) {
+        const v = value(c);
+        if (Number.isFinite(v)) samples.push({ sharedLabels: classLabels[c]!, value: v });
+      }
+      return samples;
+    };
+    register('model_prediction_class_total', 'Rows predicted as each class.', 'counter', () => perClass((c) => classification.classTotals[c]!));
+    register('model_prediction_class_share', 'Share of each class among the last window predictions.', 'gauge', () => perClass((c) => classification.share(c)));
+    register('model_prediction_baseline_class_share', 'Share of each class among the predictions on the training data.', 'gauge', () =>
+      perClass((c) => b.prediction.class_shares[c]!),
+    );
+    register('model_prediction_class_psi', 'Population stability index of the window class shares against the baseline ones.', 'gauge', single(() => classification.psi()));
+    register('model_prediction_window_rows', 'Predictions with a known class in the rolling window now.', 'gauge', () => [{ labels: id, value: classification.windowRows }]);
+    if (classification.confidence) {
+      histogram('model_prediction_confidence', 'Probability of the top class per row.', classification.confidence);
+      register('model_prediction_baseline_low_confidence_ratio', `Share of training rows whose top-class probability is at most ${LOW_CONFIDENCE}.`, 'gauge', () =>
+        b.prediction.low_confidence_share === null ? [] : [{ labels: id, value: b.prediction.low_confidence_share }],
+      );
+    }
+    if (classification.positive) {
+      histogram('model_prediction_probability', 'Probability of the positive (second) class per row of a binary classifier.', classification.positive, { class: b.classes[1]! });
+    }
+    const confusion = feedback.errors as ClassConfusion;
+    const cells = b.classes.flatMap((actual) => b.classes.map((predicted) => ({ ...id, actual, predicted })));
+    register('model_feedback_class_total', 'Matched labels by true (actual) and predicted class: accuracy, precision and recall across replicas.', 'counter', () =>
+      cells.map((labels, i) => ({ sharedLabels: labels, value: confusion.counts[i]! })),
+    );
+    register('model_prediction_baseline_accuracy', 'Accuracy of the model on its evaluation data.', 'gauge', () =>
+      b.accuracy === null ? [] : [{ labels: id, value: b.accuracy }],
+    );
+  }
 
   return {
     registry,

@@ -11,12 +11,13 @@ const ID_MAX_LENGTH = 128;
 
 export interface Label {
   id: string;
-  actual: number;
+  /** The true value, or a classifier's true class. */
+  actual: number | string;
 }
 
 export interface FeedbackBody {
   id?: string;
-  actual?: number;
+  actual?: number | string;
   labels?: Label[];
 }
 
@@ -25,9 +26,10 @@ export interface FeedbackBody {
  * so a body is always an object and can grow fields. `actual` is bounded like a feature value, so
  * that one squared error cannot overflow model_prediction_squared_error_total for good.
  */
-export function feedbackBodySchema(maxBatchRows: number) {
+export function feedbackBodySchema(maxBatchRows: number, classifier: boolean) {
   const id = { type: 'string', minLength: 1, maxLength: ID_MAX_LENGTH };
-  const actual = { type: 'number', minimum: -FLOAT32_MAX, maximum: FLOAT32_MAX };
+  // A classifier's label is a class: its name, or an integer class; which classes exist the handler checks.
+  const actual = classifier ? { type: ['string', 'integer'] } : { type: 'number', minimum: -FLOAT32_MAX, maximum: FLOAT32_MAX };
   const label = { type: 'object', required: ['id', 'actual'], additionalProperties: false, properties: { id, actual } };
   return {
     type: 'object',
@@ -50,6 +52,7 @@ export function explainFeedbackValidation(error: FastifyError, body: unknown, ma
   switch (keyword) {
     case 'type':
       if (isId) return { reason: 'invalid_id', message: `${at} must be a prediction id (a string /predict returned), got ${describe(value)}` };
+      if (Array.isArray(params.type)) return { reason: 'wrong_type', message: `${at} must be a class: its name, or an integer class, got ${describe(value)}` };
       // JSON.parse turns 1e400 into Infinity, which the schema's number type refuses.
       if (params.type === 'number' && typeof value === 'number') {
         return { reason: 'non_finite', message: `${at} must be a finite number, got ${String(value)} (the JSON number overflows a double)` };

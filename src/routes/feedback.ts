@@ -3,6 +3,7 @@ import { EmptyBodyError, FeedbackDisabledError, InvalidInputError } from '../err
 import { feedbackOutcomes } from '../monitor/feedback.js';
 import type { FeedbackRejectReason } from '../monitor/metrics.js';
 import { explainFeedbackValidation, feedbackBodyHint, feedbackBodySchema, type FeedbackBody } from './feedback-schema.js';
+import { quote } from './predict-schema.js';
 import { fromBodyParser, send } from './prediction-errors.js';
 
 const outcome = { type: 'string', enum: [...feedbackOutcomes] };
@@ -14,7 +15,9 @@ const outcome = { type: 'string', enum: [...feedbackOutcomes] };
  * model_requests_total or model_invalid_inputs_total.
  */
 export default async function feedbackRoutes(app: FastifyInstance) {
-  const { feedback, config, metrics } = app.watch;
+  const { feedback, config, metrics, baseline } = app.watch;
+  const classes = baseline.task === 'classification' ? baseline.classes : undefined;
+  const classIndex = classes && new Map(classes.map((c, i) => [c, i]));
   app.removeContentTypeParser('text/plain');
   if (!feedback.enabled) {
     // Before the body is read: a label pipeline pointed at a replica without a store learns that first.
@@ -24,8 +27,11 @@ export default async function feedbackRoutes(app: FastifyInstance) {
   }
   app.setErrorHandler(function handle(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
     let rejected: { reason: FeedbackRejectReason; error: FastifyError } | undefined;
+    const handlerReason = (error as { reason?: FeedbackRejectReason }).reason;
     if (error instanceof FeedbackDisabledError) {
       rejected = { reason: 'disabled', error };
+    } else if (handlerReason) {
+      rejected = { reason: handlerReason, error };
     } else if (error.validation) {
       const { reason, message } = explainFeedbackValidation(error, request.body, config.maxBatchRows);
       rejected = { reason, error: reason === 'empty_body' ? new EmptyBodyError(feedbackBodyHint, { cause: error }) : new InvalidInputError(message, { cause: error }) };
@@ -47,7 +53,7 @@ export default async function feedbackRoutes(app: FastifyInstance) {
       // is evicted, and dropping labels only while overloaded would bias the error toward calm hours.
       config: { answersUnderPressure: true },
       schema: {
-        body: feedbackBodySchema(config.maxBatchRows),
+        body: feedbackBodySchema(config.maxBatchRows, classes !== undefined),
         response: {
           200: {
             type: 'object',
@@ -58,8 +64,19 @@ export default async function feedbackRoutes(app: FastifyInstance) {
     },
     async (request) => {
       const { id, actual, labels } = request.body;
-      if (labels) return { outcomes: labels.map((label) => feedback.label(label.id, label.actual)) };
-      return { id, outcome: feedback.label(id!, actual!) };
+      const batch = labels ?? [{ id: id!, actual: actual! }];
+      // Every label is checked before any is recorded: a rejected body records nothing.
+      const actuals = batch.map(({ actual: value }, i) => {
+        if (classIndex === undefined) return value as number;
+        const index = classIndex.get(String(value));
+        if (index === undefined) {
+          const at = labels ? `body.labels.${i}.actual` : 'body.actual';
+          throw Object.assign(new InvalidInputError(`${at} is ${quote(value)}, not one of the model's classes ${classes!.join(', ')}`), { reason: 'unknown_class' });
+        }
+        return index;
+      });
+      const outcomes = batch.map((label, i) => feedback.label(label.id, actuals[i]!));
+      return labels ? { outcomes } : { id, outcome: outcomes[0] };
     },
   );
 }

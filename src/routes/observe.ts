@@ -1,4 +1,6 @@
 import type { FastifyInstance } from 'fastify';
+import { classAnswerFromJson } from '../model/class-answer.js';
+import type { Answer } from '../model/model.js';
 import { explainValidation, observeBodyHint, observeBodySchema, toMatrix, type ObserveBody } from './predict-schema.js';
 import { invalidInput } from './prediction-errors.js';
 import { ID_HEADER, preparePredictionRoutes } from './prediction-path.js';
@@ -11,6 +13,7 @@ import { ID_HEADER, preparePredictionRoutes } from './prediction-path.js';
 export default async function observeRoutes(app: FastifyInstance) {
   const { watch } = app;
   const { featureNames, config } = watch;
+  const classes = watch.baseline.task === 'classification' ? watch.baseline.classes : undefined;
   preparePredictionRoutes(app, {
     hint: observeBodyHint,
     explain: (error, body) => explainValidation(error, body, featureNames, config.maxBatchRows, true),
@@ -20,18 +23,25 @@ export default async function observeRoutes(app: FastifyInstance) {
     '/observe',
     {
       schema: {
-        body: observeBodySchema(featureNames, config.maxBatchRows),
+        body: observeBodySchema(featureNames, config.maxBatchRows, classes !== undefined),
         response: { 200: { type: 'object', properties: { id: { type: 'string' }, ids: { type: 'array', items: { type: 'string' } } } } },
       },
     },
     async (request, reply) => {
-      const { features, instances, prediction, predictions } = request.body;
+      const { features, instances, prediction, predictions, probabilities } = request.body;
       const rowsIn = instances ?? [features!];
       const answers = predictions ?? [prediction];
       if (answers.length !== rowsIn.length) {
         throw invalidInput('wrong_shape', `body.predictions has ${answers.length} values for ${rowsIn.length} rows in body.instances; send one prediction per row`);
       }
-      const ids = watch.record(toMatrix(rowsIn, featureNames), Float64Array.from(answers, (p) => p ?? Number.NaN), rowsIn.length);
+      const probabilityList = probabilities === undefined || Array.isArray(probabilities) ? probabilities : [probabilities];
+      if (probabilityList !== undefined && (probabilityList.length !== rowsIn.length || Array.isArray(probabilities) !== (instances !== undefined))) {
+        throw invalidInput('wrong_shape', `body.probabilities must be one class-to-probability map for "features", or a list of one per row for "instances"`);
+      }
+      const answer: Answer = classes
+        ? classAnswerFromJson(classes, answers, probabilityList)
+        : { task: 'regression', values: Float64Array.from(answers as (number | null)[], (p) => p ?? Number.NaN) };
+      const ids = watch.record(toMatrix(rowsIn, featureNames), answer, rowsIn.length);
       reply.header(ID_HEADER, ids.requestId);
       return instances ? { ids: ids.rowIds } : { id: ids.requestId };
     },

@@ -14,8 +14,11 @@ export interface PredictBody {
 
 /** What another service's model saw and said; null is a prediction that was not finite. */
 export interface ObserveBody extends PredictBody {
-  prediction?: number | null;
-  predictions?: (number | null)[];
+  /** A value (null: not finite), or a classifier's label. */
+  prediction?: number | string | null;
+  predictions?: (number | string | null)[];
+  /** A classifier's probabilities: one class-to-probability map, or a list of them for a batch. */
+  probabilities?: Record<string, number> | Record<string, number>[];
 }
 
 /**
@@ -50,12 +53,18 @@ export function predictBodySchema(names: readonly string[], maxBatchRows: number
  * Predictions are not bounded to float32, since no model here reads them; that there is one per
  * row the handler checks, as a schema cannot compare two lists' lengths.
  */
-export function observeBodySchema(names: readonly string[], maxBatchRows: number) {
+export function observeBodySchema(names: readonly string[], maxBatchRows: number, classifier: boolean) {
   const predict = predictBodySchema(names, maxBatchRows);
-  const prediction = { type: ['number', 'null'] };
+  // A classifier's answer is a label (a class name, or an integer class) with, optionally, its
+  // probabilities as a map of class to probability, as /predict answers them.
+  const prediction = classifier ? { type: ['string', 'integer'] } : { type: ['number', 'null'] };
+  const probabilities = { type: 'object', additionalProperties: { type: 'number' } };
+  const answers = classifier
+    ? { prediction, predictions: { type: 'array', items: prediction }, probabilities: { if: { type: 'array' }, then: { type: 'array', items: probabilities }, else: probabilities } }
+    : { prediction, predictions: { type: 'array', items: prediction } };
   return {
     ...predict,
-    properties: { ...predict.properties, prediction, predictions: { type: 'array', items: prediction } },
+    properties: { ...predict.properties, ...answers },
     then: { not: { anyOf: [{ required: ['features'] }, { required: ['prediction'] }] }, required: ['predictions'] },
     else: { required: ['features', 'prediction'], not: { required: ['predictions'] } },
   };

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { explainValidation, predictBodyHint, predictBodySchema, toMatrix, type PredictBody } from './predict-schema.js';
-import { jsonPrediction, jsonPredictions, jsonPredictionSchema as prediction, predictAndAnswer, preparePredictionRoutes } from './prediction-path.js';
+import { jsonPrediction, jsonPredictions, jsonPredictionSchema as prediction, predictAndAnswer, preparePredictionRoutes, probabilityMaps } from './prediction-path.js';
 
 /**
  * POST /predict: one row (positional or named) or a batch of rows. A sidecar whose upstream speaks
@@ -14,6 +14,10 @@ export default async function predictRoutes(app: FastifyInstance) {
     explain: (error, body) => explainValidation(error, body, featureNames, config.maxBatchRows),
   });
 
+  const classes = watch.baseline.task === 'classification' ? watch.baseline.classes : undefined;
+  // A classifier answers its labels (class names) and, when the model gives them, the
+  // probabilities: a map per row, or a list of them in a batch, serialised as they are.
+  const answered = classes ? { label: { type: 'string' }, probabilities: {} } : { label: prediction };
   app.post<{ Body: PredictBody }>(
     '/predict',
     {
@@ -24,9 +28,10 @@ export default async function predictRoutes(app: FastifyInstance) {
             type: 'object',
             properties: {
               id: { type: 'string' },
-              prediction,
+              prediction: answered.label,
               ids: { type: 'array', items: { type: 'string' } },
-              predictions: { type: 'array', items: prediction },
+              predictions: { type: 'array', items: answered.label },
+              ...(classes && { probabilities: answered.probabilities }),
             },
           },
         },
@@ -35,12 +40,17 @@ export default async function predictRoutes(app: FastifyInstance) {
     async (request, reply) => {
       const { features, instances } = request.body;
       const rowsIn = instances ?? [features!];
+      const rows = rowsIn.length;
       const sent = { protocol: 'json', body: request.body } as const;
-      return predictAndAnswer(watch, reply, toMatrix(rowsIn, featureNames), rowsIn.length, sent, (predictions, { rowIds }) =>
-        instances
-          ? { ids: rowIds, predictions: jsonPredictions(predictions) }
-          : { id: rowIds[0], prediction: jsonPrediction(predictions[0]!) },
-      );
+      return predictAndAnswer(watch, reply, toMatrix(rowsIn, featureNames), rows, sent, (answer, { rowIds }) => {
+        if (answer.task === 'regression') {
+          return instances ? { ids: rowIds, predictions: jsonPredictions(answer.values) } : { id: rowIds[0], prediction: jsonPrediction(answer.values[0]!) };
+        }
+        const probabilities = probabilityMaps(classes!, answer, rows);
+        return instances
+          ? { ids: rowIds, predictions: answer.labels, ...(probabilities && { probabilities }) }
+          : { id: rowIds[0], prediction: answer.labels[0], ...(probabilities && { probabilities: probabilities[0] }) };
+      });
     },
   );
 }

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { SentRequest } from '../model/model.js';
+import { probabilityMap } from '../model/class-answer.js';
+import type { Answer, ClassificationAnswer, SentRequest } from '../model/model.js';
 import type { RecordedIds, Watch } from '../watch.js';
 import { predictionErrorHandler, type PredictionForm } from './prediction-errors.js';
 
@@ -34,13 +35,22 @@ export async function predictAndAnswer(
   values: Float64Array,
   rows: number,
   sent: SentRequest,
-  format: (predictions: ArrayLike<number>, ids: RecordedIds) => object,
+  format: (answer: Answer, ids: RecordedIds) => object,
 ) {
   const started = process.hrtime.bigint();
   const prediction = await watch.model.predict(values, rows, sent);
   watch.metrics.observeInference(Number(process.hrtime.bigint() - started) / 1e9);
-  const ids = watch.record(values, prediction.values, rows);
+  const ids = watch.record(values, prediction.answer, rows);
   reply.header(ID_HEADER, ids.requestId);
   if (prediction.upstreamBody !== undefined) return reply.type('application/json').send(prediction.upstreamBody);
-  return format(prediction.values, ids);
+  return format(prediction.answer, ids);
+}
+
+/** A classifier's probabilities per row as class-to-probability maps (null where they are none); undefined for a model without them. */
+export function probabilityMaps(classes: readonly string[], answer: ClassificationAnswer, rows: number): (Record<string, number> | null)[] | undefined {
+  const { probabilities } = answer;
+  if (probabilities === undefined) return undefined;
+  const maps = new Array<Record<string, number> | null>(rows);
+  for (let r = 0; r < rows; r++) maps[r] = probabilityMap(classes, probabilities, r);
+  return maps;
 }

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ModelNotFoundError } from '../errors.js';
+import type { Answer } from '../model/model.js';
 import { closingFlag } from './health.js';
 import { quote } from './predict-schema.js';
-import { jsonPredictions, jsonPredictionSchema, predictAndAnswer, preparePredictionRoutes } from './prediction-path.js';
+import { jsonPredictions, predictAndAnswer, preparePredictionRoutes } from './prediction-path.js';
 import { explainV2Validation, tensorRows, v2BodyHint, v2InferBodySchema, type V2InferBody } from './v2-schema.js';
 
 const serverVersion = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -33,7 +34,8 @@ const inferResponse = {
     parameters: { type: 'object', properties: { modelwatch_id: { type: 'string' } } },
     outputs: {
       type: 'array',
-      items: { ...tensorMetadata, properties: { ...tensorMetadata.properties, data: { type: 'array', items: jsonPredictionSchema } } },
+      // Predictions (null where not finite), or a classifier's labels and probabilities.
+      items: { ...tensorMetadata, properties: { ...tensorMetadata.properties, data: { type: 'array', items: { type: ['number', 'string', 'null'] } } } },
     },
   },
 };
@@ -49,6 +51,7 @@ const inferResponse = {
 export default async function v2Routes(app: FastifyInstance) {
   const { watch } = app;
   const { baseline, featureNames, config, model } = watch;
+  const classes = baseline.task === 'classification' ? baseline.classes : undefined;
   const width = featureNames.length;
   const closing = closingFlag(app);
   preparePredictionRoutes(app, { hint: v2BodyHint(width), explain: (error, body) => explainV2Validation(error, body, width), errorText: 'message' });
@@ -66,7 +69,22 @@ export default async function v2Routes(app: FastifyInstance) {
     versions: [baseline.version],
     platform: model.platform,
     inputs: [{ name: model.inputName, datatype: 'FP32', shape: [-1, width] }],
-    outputs: [{ name: model.outputName, datatype: 'FP32', shape: [-1, 1] }],
+    outputs:
+      classes === undefined
+        ? [{ name: model.outputNames[0]!, datatype: 'FP32', shape: [-1, 1] }]
+        : [
+            { name: model.outputNames[0]!, datatype: 'BYTES', shape: [-1] },
+            ...(model.hasProbabilities ? [{ name: model.outputNames[1] ?? 'probabilities', datatype: 'FP32', shape: [-1, classes.length] }] : []),
+          ],
+  };
+  /** The output tensors of an answer: the predictions, or a classifier's labels and probabilities (null where none). */
+  const outputs = (answer: Answer, rows: number) => {
+    if (answer.task === 'regression') return [{ name: model.outputNames[0]!, datatype: 'FP32', shape: [rows, 1], data: jsonPredictions(answer.values) }];
+    const tensors: object[] = [{ name: model.outputNames[0]!, datatype: 'BYTES', shape: [rows], data: answer.labels }];
+    if (answer.probabilities) {
+      tensors.push({ name: model.outputNames[1] ?? 'probabilities', datatype: 'FP32', shape: [rows, classes!.length], data: jsonPredictions(answer.probabilities) });
+    }
+    return tensors;
   };
   // Before the body is read, so that a request to another model gets 404 whatever it carries.
   const servedModel = async (request: FastifyRequest) => {
@@ -85,12 +103,12 @@ export default async function v2Routes(app: FastifyInstance) {
       async (request, reply) => {
         const { id, inputs } = request.body;
         const { values, rows } = tensorRows(inputs[0]!, featureNames, config.maxBatchRows);
-        return predictAndAnswer(watch, reply, values, rows, { protocol: 'v2', body: request.body }, (predictions, { requestId }) => ({
+        return predictAndAnswer(watch, reply, values, rows, { protocol: 'v2', body: request.body }, (answer, { requestId }) => ({
           model_name: baseline.model,
           model_version: baseline.version,
           ...(id === undefined ? {} : { id }),
           parameters: { modelwatch_id: requestId },
-          outputs: [{ name: model.outputName, datatype: 'FP32', shape: [rows, 1], data: jsonPredictions(predictions) }],
+          outputs: outputs(answer, rows),
         }));
       },
     );
