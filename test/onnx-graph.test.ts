@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import * as ort from 'onnxruntime-node';
-import { readGraph, withoutZipMap, type GraphValue } from '../src/model/onnx-graph.js';
+import { readGraph, withoutZipMap, type GraphSignature, type GraphValue } from '../src/model/onnx-graph.js';
 
 const fixtures = fileURLToPath(new URL('../models/fixtures/', import.meta.url));
 const irisDir = fileURLToPath(new URL('../models/iris/', import.meta.url));
@@ -73,7 +73,7 @@ t.test('readGraph: signatures and class labels of every fixture', async (t) => {
     mapKey,
     type: `seq(map(${mapKey},tensor(float)))`,
   });
-  const want: Record<string, ReturnType<typeof readGraph>> = {
+  const want: Record<string, GraphSignature> = {
     'iris-probabilities.onnx': { inputs: [features], outputs: [intLabel, probabilities(3)], classLabels: [0, 1, 2] },
     'iris-zipmap.onnx': {
       inputs: [features],
