@@ -21,7 +21,7 @@ const modelDir = values['model-dir']!;
 // Only the names, to lay out named rows: the floor keeps no baseline statistics.
 const names = (JSON.parse(await readFile(join(modelDir, 'baseline.json'), 'utf8')) as { features: { name: string }[] }).features.map((f) => f.name);
 const width = names.length;
-const model = await OnnxModel.load(join(modelDir, 'model.onnx'), width);
+const model = await OnnxModel.load(join(modelDir, 'model.onnx'), { width, source: 'the baseline', fix: 'pass the model dir of a regression model' });
 
 const app = Fastify({ logger: { level: 'warn' } });
 app.post<{ Body: { features?: Row; instances?: Row[] } }>('/predict', async (request) => {
@@ -31,7 +31,9 @@ app.post<{ Body: { features?: Row; instances?: Row[] } }>('/predict', async (req
   rows.forEach((row, r) => {
     for (let f = 0; f < width; f++) input[r * width + f] = Array.isArray(row) ? row[f]! : row[names[f]!]!;
   });
-  const predictions = await model.predict(input, rows.length);
+  const answer = await model.predict(input, rows.length);
+  if (answer.task !== 'regression') throw new Error('the floor serves regression models only');
+  const predictions = answer.values;
   const id = randomUUID();
   return instances
     ? { ids: rows.map((_, r) => `${id}.${r}`), predictions: Array.from(predictions) }

@@ -31,7 +31,7 @@ async function batches(app: FastifyInstance, rows: number[][], batch: number, co
     Array.from({ length: count }, async (_, b) => {
       const values = new Float64Array(batch * width);
       for (let r = 0; r < batch; r++) values.set(rows[(b * batch + r) % rows.length]!, r * width);
-      return { values, predictions: (await app.watch.model.predict(values, batch, { protocol: 'json', body: undefined })).values };
+      return { values, answer: (await app.watch.model.predict(values, batch, { protocol: 'json', body: undefined })).answer };
     }),
   );
 }
@@ -49,8 +49,8 @@ async function recordCost(app: FastifyInstance, rows: number[][], batch: number,
   const run = async (n: number) => {
     const target = log.rowsWritten + log.rowErrors + n;
     for (let i = 0; i < n; i++) {
-      const { values, predictions } = prepared[i & 63]!;
-      watch.record(values, predictions, batch);
+      const { values, answer } = prepared[i & 63]!;
+      watch.record(values, answer, batch);
       watch.metrics.observeInference(0.0001);
       if ((i & 1023) === 1023) await yieldToLoop();
     }
@@ -67,7 +67,7 @@ async function monitorCost(app: FastifyInstance, rows: number[][], requests: num
   const { monitor } = app.watch;
   const prepared = await batches(app, rows, 64, 64);
   const run = (n: number) => {
-    for (let i = 0; i < n; i++) monitor.record(prepared[i & 63]!.values, prepared[i & 63]!.predictions, 64);
+    for (let i = 0; i < n; i++) monitor.record(prepared[i & 63]!.values, prepared[i & 63]!.answer, 64);
   };
   run(Math.min(requests, 5000));
   const started = cpuNs();

@@ -1,6 +1,6 @@
 // The fleet-wide PSI recording rules (prometheus/rules/modelwatch-psi.rules.yml), evaluated by
 // the real promtool on synthetic bin counters of two replicas, against psi() of
-// src/monitor/monitor.ts over the summed counts: the in-process and the fleet-wide PSI are the
+// src/monitor/psi.ts over the summed counts: the in-process and the fleet-wide PSI are the
 // same formula. Prometheus 2 ranges include both ends, so [1h] at minute 70 holds the samples of
 // minutes 10 to 70 and increase() is exactly the rows of minutes 11 to 70 (no extrapolation).
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dump } from 'js-yaml';
 import t from 'tap';
-import { psi } from '../src/monitor/monitor.js';
+import { psi } from '../src/monitor/psi.js';
 import { mulberry32 } from '../src/random.js';
 import { requireBinary, runBinary } from './helpers/binaries.js';
 import { diabetesBaseline, repoRoot } from './helpers/app.js';

@@ -169,8 +169,6 @@ class ClassSummary implements PredictionSummary {
 export async function buildBaseline(options: BaselineOptions): Promise<Baseline> {
   const bins = options.bins ?? 10;
   const sampleSize = options.sampleSize ?? 100_000;
-  // A classifier's target holds class names: read as text. A regression's must be numbers.
-  const textTarget = options.task === 'classification' || options.classes ? options.target : undefined;
   const { names, featureColumns, targetColumn } = await layout(options.data, options.target);
   const width = names.length;
   // The model's declared input width is checked against the header's feature columns here.
@@ -183,6 +181,8 @@ export async function buildBaseline(options: BaselineOptions): Promise<Baseline>
   });
   try {
     const classifier = model.task === 'classification';
+    // A classifier's target holds class names: read as text. A regression's must be numbers.
+    const textTarget = classifier ? options.target : undefined;
     const random = mulberry32(42);
     const featureStats = names.map(() => new ColumnStats(sampleSize, random));
     const regression = classifier ? undefined : new RegressionSummary(sampleSize, random);

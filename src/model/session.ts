@@ -39,8 +39,10 @@ const SUPPORTED = `supported: one float or double input [N, F], and outputs of o
 
 const describeValue = (m: ort.InferenceSession.ValueMetadata) => (m.isTensor ? `${m.name}: ${m.type} [${m.shape.map((d) => (typeof d === 'number' ? d : 'N')).join(', ')}]` : `${m.name}: not a tensor`);
 const isLabel = (m: ort.InferenceSession.ValueMetadata) => m.isTensor && (m.type === 'int64' || m.type === 'string') && m.shape.length <= 2 && (m.shape.length < 2 || m.shape[1] === 1);
-const isValue = (m: ort.InferenceSession.ValueMetadata) => m.isTensor && m.type === 'float32' && (m.shape.length === 1 || (m.shape.length === 2 && m.shape[1] === 1));
-const isScores = (m: ort.InferenceSession.ValueMetadata) => m.isTensor && m.type === 'float32' && m.shape.length === 2 && m.shape[1] !== 1;
+// skl2onnx answers double probabilities for a double input.
+const isFloat = (m: ort.InferenceSession.ValueMetadata) => m.isTensor && (m.type === 'float32' || m.type === 'float64');
+const isValue = (m: ort.InferenceSession.ValueMetadata) => isFloat(m) && m.isTensor && (m.shape.length === 1 || (m.shape.length === 2 && m.shape[1] === 1));
+const isScores = (m: ort.InferenceSession.ValueMetadata) => isFloat(m) && m.isTensor && m.shape.length === 2 && m.shape[1] !== 1;
 
 /** An ONNX model: one float or double [N, width] input; a regression value or a class per row out. */
 export class OnnxModel {
@@ -169,8 +171,8 @@ export class OnnxModel {
       throw new InferenceFailedError((cause as Error).message, { cause });
     }
     const { layout } = this;
-    if (layout.kind === 'value') return { task: 'regression', values: this.tensor(results, layout.value, 'float32', rows).data as Float32Array };
-    if (layout.kind === 'scores') return this.fromScores(this.tensor(results, layout.scores, 'float32', rows * this.classes.length).data as Float32Array, rows);
+    if (layout.kind === 'value') return { task: 'regression', values: this.tensor(results, layout.value, rows) };
+    if (layout.kind === 'scores') return this.fromScores(this.tensor(results, layout.scores, rows * this.classes.length), rows);
     const labelTensor = results[layout.label];
     if (!labelTensor || labelTensor.data.length !== rows || (labelTensor.type !== 'int64' && labelTensor.type !== 'string')) {
       throw new ModelOutputError(`expected ${rows} labels in ${layout.label}, got ${labelTensor?.type} [${labelTensor?.dims.join(', ')}]`);
@@ -184,7 +186,7 @@ export class OnnxModel {
       if (known && layout.byIndex) labels[r] = this.classes[index]!;
     }
     const answer: ClassificationAnswer = { task: 'classification', classes, labels };
-    if (layout.probabilities !== undefined) answer.probabilities = this.tensor(results, layout.probabilities, 'float32', rows * this.classes.length).data as Float32Array;
+    if (layout.probabilities !== undefined) answer.probabilities = this.tensor(results, layout.probabilities, rows * this.classes.length);
     return answer;
   }
 
@@ -192,12 +194,13 @@ export class OnnxModel {
     return this.session.release();
   }
 
-  private tensor(results: ort.InferenceSession.ReturnType, name: string, type: ort.Tensor.Type, length: number): ort.Tensor {
+  /** The values of float output `name`, which must hold `length` of them. */
+  private tensor(results: ort.InferenceSession.ReturnType, name: string, length: number): Float32Array | Float64Array {
     const output = results[name];
-    if (!output || output.type !== type || output.data.length !== length) {
-      throw new ModelOutputError(`expected ${type} output ${name} of ${length} values, got ${output?.type} [${output?.dims.join(', ')}]`);
+    if (!output || (output.type !== 'float32' && output.type !== 'float64') || output.data.length !== length) {
+      throw new ModelOutputError(`expected float output ${name} of ${length} values, got ${output?.type} [${output?.dims.join(', ')}]`);
     }
-    return output;
+    return output.data as Float32Array | Float64Array;
   }
 
   /**
@@ -205,7 +208,7 @@ export class OnnxModel {
    * row not summing to 1 within PROBABILITY_SUM_TOLERANCE, or a negative one) become
    * probabilities by softmax; a row with a non-finite score has no class.
    */
-  private fromScores(scores: Float32Array, rows: number): ClassificationAnswer {
+  private fromScores(scores: Float32Array | Float64Array, rows: number): ClassificationAnswer {
     const k = this.classes.length;
     const classes = new Int32Array(rows);
     const labels = new Array<string>(rows);

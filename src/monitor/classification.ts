@@ -67,11 +67,6 @@ export class ClassificationMonitor {
     this.positive = hasProbabilities && k === 2 ? new BucketCounts(PROBABILITY_BUCKETS) : undefined;
   }
 
-  /** Rows in the window now. */
-  get windowRows(): number {
-    return this.filled;
-  }
-
   /** Records `rows` answers; returns how many were outliers. */
   record(answer: ClassificationAnswer, rows: number): number {
     const { classes, probabilities } = answer;

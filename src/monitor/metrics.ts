@@ -254,7 +254,6 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
       perClass((c) => b.prediction.class_shares[c]!),
     );
     register('model_prediction_class_psi', 'Population stability index of the window class shares against the baseline ones.', 'gauge', single(() => classification.psi()));
-    register('model_prediction_window_rows', 'Predictions with a known class in the rolling window now.', 'gauge', () => [{ labels: id, value: classification.windowRows }]);
     if (classification.confidence) {
       histogram('model_prediction_confidence', 'Probability of the top class per row.', classification.confidence);
       register('model_prediction_baseline_low_confidence_ratio', `Share of training rows whose top-class probability is at most ${LOW_CONFIDENCE}.`, 'gauge', () =>
