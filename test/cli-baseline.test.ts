@@ -17,7 +17,7 @@ t.test('baseline on train.csv (+ test.csv) reproduces the committed baseline.jso
   const result = await runCli([...baselineArgs(trainCsv, out), '--eval-data', testCsv]);
   t.equal(result.stderr, '');
   t.equal(result.code, 0);
-  t.equal(result.stdout, `wrote ${out}: 353 rows, 10 features, prediction mean 153.620, MAE 44.067\n`);
+  t.equal(result.stdout, `wrote ${out}: regression baseline, 353 rows, 10 features, prediction mean 153.620, MAE 44.067\n`);
   const [made, expected] = await Promise.all([readFile(out), readFile(committed)]);
   t.equal(made.length, expected.length, 'same size');
   t.ok(made.equals(expected), 'same bytes as models/diabetes/baseline.json');

@@ -25,7 +25,7 @@ t.test('a model that answers two values per row is refused at start-up, before a
   await t.rejects(buildApp(parseServeConfig(['--model-dir', dir, '--csv', csv, '--log-level', 'silent'], {})), {
     code: 'MW_ERR_MODEL_SHAPE',
     statusCode: 500,
-    message: `model ${dir}/model.onnx has an unsupported shape: its output is [N, 2] but a regression model answers one value per row, [N, 1]`,
+    message: `model ${dir}/model.onnx has an unsupported shape: its one output prediction: float32 [N, 2] holds several values per row: class scores need a classifier's baseline (modelwatch baseline --task classification --classes a,b,...), and a regression answers one value per row, [N, 1]`,
   });
   t.notOk(existsSync(csv), 'no feature log was created');
 });

@@ -216,21 +216,17 @@ export async function buildBaseline(options: BaselineOptions): Promise<Baseline>
       const s = featureStats[f]!;
       return { name, mean: s.mean, stddev: s.stddev, min: s.min, max: s.max, bin_edges: edges[f]!, bin_ratios: Array.from(counts[f]!, (c) => c / rows) };
     });
-    const common = {
-      model: options.name ?? basename(dirname(resolve(options.modelFile))),
-      version: options.version ?? '1',
-      rows,
-      features,
-      scalar_feature_mean: scalarSum / (rows * width),
-    };
+    const common = { model: options.name ?? basename(dirname(resolve(options.modelFile))), version: options.version ?? '1', rows, features };
+    const scalar_feature_mean = scalarSum / (rows * width);
 
     const evaluation = targetColumn === undefined ? undefined : await evaluate(options, model, names, textTarget);
-    if (regression) return { task: 'regression', ...common, prediction: regression.baseline(), abs_error_mean: evaluation?.absErrorMean ?? null };
+    if (regression) return { task: 'regression', ...common, prediction: regression.baseline(), scalar_feature_mean, abs_error_mean: evaluation?.absErrorMean ?? null };
     return {
       task: 'classification',
       ...common,
       classes: [...model.classes],
       prediction: (summary as ClassSummary).baseline(),
+      scalar_feature_mean,
       label_shares: evaluation?.labelShares ?? null,
       accuracy: evaluation?.accuracy ?? null,
     };

@@ -133,20 +133,20 @@ export class UpstreamModel implements Model {
 }
 
 /** The per-row lists of a JSON-protocol answer ({"prediction"} or {"predictions"}, and a classifier's "probabilities"), or what is wrong with it. */
-function jsonLists(answer: unknown, rows: number): { predictions: unknown; probabilities: unknown } | string {
+function jsonLists(answer: unknown, rows: number): { predictions: unknown; probabilities: unknown; field: string } | string {
   if (typeof answer !== 'object' || answer === null || Array.isArray(answer)) {
     return `expected an object with "prediction" or "predictions", got ${snippet(JSON.stringify(answer))}`;
   }
   const { prediction, predictions, probabilities } = answer as { prediction?: unknown; predictions?: unknown; probabilities?: unknown };
-  if (predictions !== undefined) return { predictions, probabilities };
-  if (rows === 1 && prediction !== undefined) return { predictions: [prediction], probabilities: probabilities === undefined ? undefined : [probabilities] };
+  if (predictions !== undefined) return { predictions, probabilities, field: 'predictions' };
+  if (rows === 1 && prediction !== undefined) return { predictions: [prediction], probabilities: probabilities === undefined ? undefined : [probabilities], field: 'prediction' };
   return rows === 1 ? 'it has neither "prediction" nor "predictions"' : `it has no "predictions" (a list of ${rows})`;
 }
 
 /** The predictions in a JSON-protocol answer, or what is wrong with it. */
 function jsonPredictions(answer: unknown, rows: number): Float64Array | string {
   const lists = jsonLists(answer, rows);
-  return typeof lists === 'string' ? lists : numbers(lists.predictions, rows, 'predictions');
+  return typeof lists === 'string' ? lists : numbers(lists.predictions, rows, lists.field);
 }
 
 /** A classifier's JSON-protocol answer: labels in "prediction(s)", optional class-to-probability maps in "probabilities". */
