@@ -39,21 +39,30 @@ export interface SimulateSummary {
   failed: Record<string, number>;
   seconds: number;
   predictionMean: number;
-  /** Labels sent to /feedback and what the server answered for each, by outcome or failure. */
-  labels: { sent: number; outcomes: Record<string, number>; failed: Record<string, number>; absErrorSum: number };
+  /** A classifier's answers: rows answered per class. */
+  classes: Record<string, number>;
+  /** Labels sent to /feedback and what the server answered for each, by outcome or failure; a classifier's matched labels that were right. */
+  labels: { sent: number; outcomes: Record<string, number>; failed: Record<string, number>; absErrorSum: number; right: number };
 }
 
-/** The feature rows of a CSV and, when it has the `target` column, each row's target. */
-export async function loadRows(file: string, target: string): Promise<{ names: string[]; rows: number[][]; targets: number[] | undefined }> {
-  const { columns, rows } = await readNumericCsv(file);
+/** A row's target: a number for a regression, a class name for a classifier. */
+type Target = number | string;
+/** What /predict answered for a row: a value (null: not finite), or a classifier's label. */
+type Answered = number | string | null;
+
+/** The feature rows of a CSV and, when it has the `target` column, each row's target (a classifier's class names are kept as text). */
+export async function loadRows(file: string, target: string): Promise<{ names: string[]; rows: number[][]; targets: Target[] | undefined }> {
+  const { columns, rows } = await readNumericCsv(file, target);
   const keep = columns.map((_, i) => i).filter((i) => columns[i] !== target);
   const targetColumn = columns.indexOf(target);
   const out: number[][] = [];
-  const targets: number[] = [];
-  for await (const { values } of rows) {
+  const targets: Target[] = [];
+  for await (const { values, cells } of rows) {
     out.push(keep.map((i) => values[i]!));
-    targets.push(values[targetColumn]!);
+    if (targetColumn >= 0) targets.push(cells[targetColumn]!);
   }
+  // A column of numbers is a regression's target; any other text makes every target a class name.
+  if (targets.every((v) => Number.isFinite(Number(v)))) targets.forEach((v, i) => (targets[i] = Number(v)));
   if (out.length === 0) throw new DataInvalidError(file, 'has no rows to sample');
   return { names: keep.map((i) => columns[i]!), rows: out, targets: targetColumn < 0 ? undefined : targets };
 }
@@ -98,6 +107,9 @@ export function scenarioChange(
 export async function simulate(options: SimulateOptions): Promise<SimulateSummary> {
   const { names, rows, targets } = await loadRows(options.data, options.target);
   if (options.feedback && !targets) throw new DataInvalidError(options.data, `has no column "${options.target}"; --feedback sends it as each row's label (name it with --target)`);
+  if (options.labelNoise && targets?.some((v) => typeof v === 'string')) {
+    throw new DataInvalidError('--label-noise', `adds noise to a number, but the targets in ${options.data} are class names`);
+  }
   const unknown = options.features.filter((f) => !names.includes(f));
   if (unknown.length > 0) throw new DataInvalidError('--features', `unknown feature(s) ${unknown.join(', ')}; known: ${names.join(', ')}`);
   const drifted = new Set(options.features.length === 0 ? names : options.features);
@@ -123,12 +135,13 @@ export async function simulate(options: SimulateOptions): Promise<SimulateSummar
     failed: {},
     seconds: 0,
     predictionMean: Number.NaN,
-    labels: { sent: 0, outcomes: {}, failed: {}, absErrorSum: 0 },
+    classes: {},
+    labels: { sent: 0, outcomes: {}, failed: {}, absErrorSum: 0, right: 0 },
   };
   const count = (into: Record<string, number>, key: string, n = 1) => (into[key] = (into[key] ?? 0) + n);
   const labelsPending: Promise<void>[] = [];
   /** Sends the labels of one answered request once the delay has passed: one label, or a list for a batch. */
-  const sendLabels = async (ids: string[], predictions: (number | null)[], actuals: number[]) => {
+  const sendLabels = async (ids: string[], predictions: Answered[], actuals: Target[]) => {
     await sleep((options.labelDelay ?? 0) * 1000);
     const labels = ids.map((id, r) => ({ id, actual: actuals[r]! }));
     try {
@@ -145,7 +158,10 @@ export async function simulate(options: SimulateOptions): Promise<SimulateSummar
       }
       (answer.outcomes ?? [answer.outcome!]).forEach((outcome, r) => {
         count(summary.labels.outcomes, outcome);
-        if (outcome === 'matched' && predictions[r] !== null) summary.labels.absErrorSum += Math.abs(predictions[r]! - actuals[r]!);
+        if (outcome !== 'matched') return;
+        const [predicted, actual] = [predictions[r], actuals[r]];
+        if (typeof predicted === 'number' && typeof actual === 'number') summary.labels.absErrorSum += Math.abs(predicted - actual);
+        else if (predicted === actual) summary.labels.right++;
       });
     } catch (err) {
       count(summary.labels.failed, (err as { code?: string }).code ?? 'network', labels.length);
@@ -168,18 +184,22 @@ export async function simulate(options: SimulateOptions): Promise<SimulateSummar
       summary.rows += options.batch;
       try {
         const response = await pool.request({ method: 'POST', path: target.pathname, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-        const answer = (await response.body.json()) as { id?: string; ids?: string[]; prediction?: number | null; predictions?: (number | null)[] };
+        const answer = (await response.body.json()) as { id?: string; ids?: string[]; prediction?: Answered; predictions?: Answered[] };
         if (response.statusCode === 200) {
           summary.ok++;
           const predictions = answer.predictions ?? [answer.prediction!];
           for (const p of predictions) {
-            if (p === null) continue;
+            if (typeof p === 'string') count(summary.classes, p);
+            if (typeof p !== 'number') continue;
             predictionSum += p;
             predictionCount++;
           }
           if (options.feedback) {
             summary.labels.sent += options.batch;
-            const actuals = picked.map((i) => targets![i]! + (options.labelNoise ?? 0) * noise());
+            const actuals = picked.map((i) => {
+              const actual = targets![i]!;
+              return typeof actual === 'number' ? actual + (options.labelNoise ?? 0) * noise() : actual;
+            });
             labelsPending.push(sendLabels(answer.ids ?? [answer.id!], predictions, actuals));
           }
         } else {
@@ -211,17 +231,21 @@ export function formatSummary(s: SimulateSummary, options: SimulateOptions): str
   return [
     `sent ${s.sent} requests (${s.rows} rows) to ${options.url} with ${scenario}drift ${drift}`,
     `answered 200: ${s.ok}; failed: ${failed}; ${s.seconds.toFixed(2)} s, ${(s.sent / s.seconds).toFixed(1)} requests/s`,
-    `mean prediction: ${Number.isNaN(s.predictionMean) ? 'n/a' : s.predictionMean.toFixed(2)}`,
-    ...(options.feedback ? [formatLabels(s.labels, options)] : []),
+    Object.keys(s.classes).length > 0
+      ? `predicted classes: ${Object.entries(s.classes).sort(([a], [b]) => a.localeCompare(b)).map(([c, n]) => `${c} ${n}`).join(', ')}`
+      : `mean prediction: ${Number.isNaN(s.predictionMean) ? 'n/a' : s.predictionMean.toFixed(2)}`,
+    ...(options.feedback ? [formatLabels(s.labels, options, Object.keys(s.classes).length > 0)] : []),
   ].join('\n');
 }
 
-function formatLabels(labels: SimulateSummary['labels'], options: SimulateOptions): string {
+function formatLabels(labels: SimulateSummary['labels'], options: SimulateOptions, classifier: boolean): string {
   const list = (counts: Record<string, number>) => Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(', ') || 'none';
   const matched = labels.outcomes.matched ?? 0;
-  const mae = matched === 0 ? 'n/a' : (labels.absErrorSum / matched).toFixed(2);
+  const error = classifier
+    ? `accuracy of the matched labels: ${matched === 0 ? 'n/a' : (labels.right / matched).toFixed(3)}`
+    : `MAE of the matched labels: ${matched === 0 ? 'n/a' : (labels.absErrorSum / matched).toFixed(2)}`;
   return [
     `labels: sent ${labels.sent} to /feedback ${options.labelDelay ?? 0} s after each answer, noise sd ${options.labelNoise ?? 0}`,
-    `  answered: ${list(labels.outcomes)}; failed: ${list(labels.failed)}; MAE of the matched labels: ${mae}`,
+    `  answered: ${list(labels.outcomes)}; failed: ${list(labels.failed)}; ${error}`,
   ].join('\n');
 }

@@ -1,15 +1,15 @@
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { simulate, type SimulateOptions } from '../src/simulate.js';
+import { formatSummary, simulate, type SimulateOptions } from '../src/simulate.js';
 import { repoRoot, sample, scrape, testApp } from './helpers/app.js';
 import { runCli } from './helpers/cli.js';
 
 const id = 'model="diabetes",version="1"';
 
 /** A real server on 127.0.0.1 and a port the OS picks. */
-async function listening(t: Test) {
+async function listening(t: Test, flags: string[] = []) {
   // The overload guard off: on a busy CI machine it would shed the predictions simulate labels.
-  const { app, csv } = await testApp(t, ['--max-event-loop-delay-ms', '0']);
+  const { app, csv } = await testApp(t, ['--max-event-loop-delay-ms', '0', ...flags]);
   await app.listen({ port: 0, host: '127.0.0.1' });
   const address = app.server.address();
   if (typeof address !== 'object' || address === null) throw new Error('no address');
@@ -67,4 +67,21 @@ t.test('the CLI: --feedback with delay and noise, and the label flags refused wi
   const refused = await runCli(['simulate', '--url', url, '--requests', '1', '--label-noise', '5']);
   t.equal(refused.code, 1);
   t.match(refused.stderr, /MW_ERR_CONFIG_INVALID invalid option --label-noise: only means something with --feedback/);
+});
+
+t.test('simulate on a classifier: class labels sent as feedback, accuracy scored as the server counts it', async (t) => {
+  const { app, url } = await listening(t, ['--model-dir', join(repoRoot, 'models/iris')]);
+  const data = join(repoRoot, 'models/iris/test.csv');
+  const summary = await simulate({ ...base, url, data, requests: 30, batch: 2, seed: 3 });
+  t.same(summary.labels.outcomes, { matched: 60 });
+  t.equal(Object.values(summary.classes).reduce((a, b) => a + b, 0), 60, 'every row answered a class');
+  const m = await scrape(app);
+  const classes = ['setosa', 'versicolor', 'virginica'];
+  const cell = (actual: string, predicted: string) => sample(m, `model_feedback_class_total{model="iris",version="1",actual="${actual}",predicted="${predicted}"}`)!;
+  const right = classes.reduce((sum, c) => sum + cell(c, c), 0);
+  const all = classes.reduce((sum, a) => sum + classes.reduce((s2, p) => s2 + cell(a, p), 0), 0);
+  t.equal(all, 60, 'every label is in the confusion matrix');
+  t.equal(right, summary.labels.right, 'the server counts as right the labels the client saw right');
+  t.match(formatSummary(summary, { ...base, url, data }), /predicted classes: setosa \d+, versicolor \d+, virginica \d+\n.*\n.*accuracy of the matched labels: 0\.\d{3}$/s);
+  await t.rejects(simulate({ ...base, url, data, labelNoise: 1 }), { code: 'MW_ERR_DATA_INVALID', message: /--label-noise: adds noise to a number, but the targets in .* are class names/ });
 });
