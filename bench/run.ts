@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadRows } from '../src/simulate.js';
 import { root } from '../test/helpers/cli.js';
+import { measureClassifierMonitor } from './classifier-monitor.js';
 import { measureInProcess, type InProcessResult } from './in-process.js';
 import { percentile, startServer, type Server } from './load.js';
 import { rssGrowth } from './memory.js';
@@ -51,6 +52,7 @@ try {
   }
 
   const { rows } = await loadRows(join(diabetesDir, 'train.csv'), 'target');
+  const classifierNsPerRow = measureClassifierMonitor(diabetesDir, rows);
   const servers: Server[] = [await modelwatch('modelwatch', 'http.csv'), await startServer('floor', 'bench/floor-server.ts', [])];
   const http = new Map<number, Map<string, Throughput>>();
   try {
@@ -94,6 +96,7 @@ try {
   print('| --- | --- | --- | --- |');
   const [narrow, wide] = inProcess as [InProcessResult, InProcessResult];
   print(`| Monitor.record ns/row (features, bins, windows, prediction histogram), batch 64 | ${fmt(narrow.monitorNsPerRow)} | ${fmt(wide.monitorNsPerRow)} | < 500 at 10 |`);
+  print(`| Monitor.record ns/row of a 3-class classifier with probabilities, batch 64, median of 5 rounds | ${fmt(classifierNsPerRow)} | | < 300 at 10 |`);
   print(`| whole record path ns/row (+ ids, CSV row, feedback store, counters), batch 64 | ${fmt(narrow.nsPerRow[64]!)} | ${fmt(wide.nsPerRow[64]!)} | |`);
   print(`| whole record path ns/row, batch 1 (= per request) | ${fmt(narrow.nsPerRow[1]!)} | ${fmt(wide.nsPerRow[1]!)} | |`);
   print(`| GET /metrics ms, median of 100 (wall) | ${fmt(narrow.scrapeMs, 2)} | ${fmt(wide.scrapeMs, 2)} | < 5 at 10 |`);
