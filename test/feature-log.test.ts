@@ -1,11 +1,10 @@
-import { appendFile, appendFileSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { parseString, writeToString } from 'fast-csv';
 import t from 'tap';
 import { buildApp } from '../src/app.js';
 import { parseServeConfig } from '../src/config.js';
-import { featureLogHeader } from '../src/monitor/feature-log.js';
+import { featureLogHeader, nodeLogFs, type LogFs } from '../src/monitor/feature-log.js';
 import { eventually, featureNames, logCapture, predict, repoRoot, sample, scrape, tempDir, trainRows } from './helpers/app.js';
 
 const id = 'model="diabetes",version="1"';
@@ -68,28 +67,20 @@ t.test('a disk that fills up mid-run, then frees: failures counted, streak logge
   const dir = await tempDir(t);
   const csv = join(dir, 'log.csv');
   let opened = 0;
-  const written: string[] = [];
-  // First stream: writes two chunks (header and one row) to the file, then fails like a full disk.
-  const openFeatureLogSink = () => {
-    opened++;
-    let chunks = 0;
-    const full = opened === 1;
-    return new Writable({
-      write(chunk, _enc, cb) {
-        chunks++;
-        if (full && chunks > 2) {
-          const err = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-          cb(err);
-          return;
-        }
-        written.push(chunk.toString());
-        appendFileSync(csv, chunk);
-        cb();
-      },
-    });
+  let diskFull = false;
+  // Real file operations; the disk is full while diskFull holds, as ENOSPC from write(2) says.
+  const fs: Partial<LogFs> = {
+    open: (path) => {
+      opened++;
+      return nodeLogFs.open(path);
+    },
+    write: async (fd, data, offset, length) => {
+      if (diskFull) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      return nodeLogFs.write(fd, data, offset, length);
+    },
   };
   const { logged, logStream } = logCapture();
-  const app = await buildApp(parseServeConfig(['--model-dir', join(repoRoot, 'models/diabetes'), '--csv', csv, '--log-level', 'info'], {}), { logStream, openFeatureLogSink });
+  const app = await buildApp(parseServeConfig(['--model-dir', join(repoRoot, 'models/diabetes'), '--csv', csv, '--log-level', 'info'], {}), { logStream, featureLog: { fs } });
   t.teardown(() => app.close());
   const settled = async (rows: number) => {
     const m = await scrape(app);
@@ -99,11 +90,13 @@ t.test('a disk that fills up mid-run, then frees: failures counted, streak logge
   for (const [i, row] of trainRows.slice(0, 4).entries()) {
     t.equal((await predict(app, { features: row })).statusCode, 200);
     await eventually(() => settled(i + 1), `row ${i + 1} settled`);
+    diskFull = true;
   }
   let m = await scrape(app);
   t.equal(sample(m, `model_feature_log_rows_total{${id}}`), 1, 'the row before the disk filled');
   t.equal(sample(m, `model_feature_log_errors_total{${id}}`), 3, 'every row after it is counted');
-  // After the reopen delay the next row opens a new stream that works.
+  // After the reopen delay the next row opens the file again, on a disk with room.
+  diskFull = false;
   await new Promise((resolve) => setTimeout(resolve, 1100));
   t.equal((await predict(app, { features: trainRows[5] })).statusCode, 200);
   await eventually(async () => sample(await scrape(app), `model_feature_log_rows_total{${id}}`) === 2, 'writing resumed');
@@ -112,9 +105,11 @@ t.test('a disk that fills up mid-run, then frees: failures counted, streak logge
   t.equal(opened, 2, 'reopened once');
   const errorLogs = logged.filter((l) => l.level === 50);
   t.equal(errorLogs.length, 1, 'one error log for the whole streak');
-  t.match(errorLogs[0], { err: { code: 'ENOSPC' } });
+  t.match(errorLogs[0], { file: csv, err: { code: 'ENOSPC' } });
   t.ok(logged.some((l) => l.msg === 'feature log writes again' && l.failedRows === 3), 'recovery logged with the failed row count');
-  t.equal(written.filter((c) => c.includes('timestamp,id')).length, 1, 'header written once');
+  const lines = readFileSync(csv, 'utf8').split('\n');
+  t.equal(lines.filter((l) => l === header).length, 1, 'header written once');
+  t.equal(lines.length, 4, 'header, two rows, and the final line end');
 });
 
 t.test('a real full disk (/dev/full): every row fails with ENOSPC, predictions succeed, one error log for the streak', async (t) => {
@@ -135,58 +130,52 @@ t.test('a real full disk (/dev/full): every row fails with ENOSPC, predictions s
   t.match(errors[0], { file: '/dev/full', err: { code: 'ENOSPC' }, msg: /feature log write failed/ });
 });
 
-t.test('the CSV path becomes unwritable mid-run (its folder replaced by a file), then writable: counted, logged once, resumed under a new header', async (t) => {
+t.test('the CSV path becomes unwritable mid-run (its folder replaced by a file), then writable: the row in the deleted file is lost, failures counted and logged once, resumed under a new header', async (t) => {
   const dir = await tempDir(t);
   const folder = join(dir, 'logs');
   mkdirSync(folder);
   const csv = join(folder, 'log.csv');
-  // A sink that resolves the path on every write, so what happens to the path reaches the rows at once.
-  const openFeatureLogSink = (path: string) => new Writable({ write: (chunk, _enc, cb) => appendFile(path, chunk, cb) });
   const { logged, logStream } = logCapture();
-  const app = await buildApp(parseServeConfig(['--model-dir', join(repoRoot, 'models/diabetes'), '--csv', csv, '--log-level', 'info'], {}), { logStream, openFeatureLogSink });
+  // No path check in this test: what a write alone notices.
+  const app = await buildApp(parseServeConfig(['--model-dir', join(repoRoot, 'models/diabetes'), '--csv', csv, '--log-level', 'info'], {}), { logStream, featureLog: { checkEveryMs: 600_000 } });
   t.teardown(() => app.close());
-  const settled = async (n: number) => {
+  const counts = async () => {
     const m = await scrape(app);
-    return sample(m, `model_feature_log_rows_total{${id}}`)! + sample(m, `model_feature_log_errors_total{${id}}`)! === n;
+    return ['rows', 'errors', 'lost_rows'].map((c) => sample(m, `model_feature_log_${c}_total{${id}}`)!);
   };
+  const settled = async (n: number) => (await counts()).reduce((a, b) => a + b) === n;
   const ids: string[] = [];
   const send = async (rows: number[][]) => {
     for (const row of rows) {
       const response = await predict(app, { features: row });
       t.equal(response.statusCode, 200, 'prediction succeeds whatever the log does');
       ids.push(response.json().id);
+      await eventually(() => settled(ids.length), `row ${ids.length} settled`);
     }
   };
 
   await send(trainRows.slice(0, 2));
-  await eventually(() => settled(2), 'two rows written');
   const before = readFileSync(csv, 'utf8');
   rmSync(folder, { recursive: true });
   writeFileSync(folder, 'not a folder');
   await send(trainRows.slice(2, 5));
-  await eventually(() => settled(5), 'three more rows settled');
-  let m = await scrape(app);
-  t.equal(sample(m, `model_feature_log_rows_total{${id}}`), 2);
-  t.equal(sample(m, `model_feature_log_errors_total{${id}}`), 3, 'each row after the path broke is counted');
+  t.same(await counts(), [2, 2, 1], 'the next row went to the deleted file: lost; the reopen fails, and the row after it fails too');
 
-  // Still broken at the first reopen: the same streak, no second error log.
+  // Still broken at the next reopen: the same streak, no second failure log.
   await new Promise((resolve) => setTimeout(resolve, 1100));
   await send(trainRows.slice(5, 6));
-  await eventually(() => settled(6), 'the row at the failed reopen settled');
   rmSync(folder);
   mkdirSync(folder);
   await new Promise((resolve) => setTimeout(resolve, 1100));
   await send(trainRows.slice(6, 8));
-  await eventually(() => settled(8), 'rows after the fix settled');
-  m = await scrape(app);
-  t.equal(sample(m, `model_feature_log_rows_total{${id}}`), 4, 'writing resumed');
-  t.equal(sample(m, `model_feature_log_errors_total{${id}}`), 4);
-  t.equal(sample(m, `model_prediction_value_count{${id}}`), 8, 'every prediction is in the histogram');
+  t.same(await counts(), [4, 3, 1], 'writing resumed');
+  t.equal(sample(await scrape(app), `model_prediction_value_count{${id}}`), 8, 'every prediction is in the histogram');
 
   const errors = logged.filter((l) => l.level === 50);
-  t.equal(errors.length, 1, 'one error log for the whole streak');
-  t.match(errors[0], { file: csv, err: { code: 'ENOTDIR' } });
-  t.ok(logged.some((l) => l.msg === 'feature log writes again' && l.failedRows === 4), 'recovery logged with the failed row count');
+  t.equal(errors.length, 2, 'the lost row, and the failure streak once');
+  t.match(errors[0], { file: csv, rows: 1, msg: /feature log file was deleted/ });
+  t.match(errors[1], { file: csv, err: { code: 'ENOTDIR' }, msg: /feature log write failed/ });
+  t.ok(logged.some((l) => l.msg === 'feature log writes again' && l.failedRows === 3), 'recovery logged with the failed row count');
   t.equal(before.split('\n')[0], header);
   const after = readFileSync(csv, 'utf8').trim().split('\n');
   t.equal(after[0], header, 'the new file starts with the header');
