@@ -155,6 +155,11 @@ export class FeatureLog implements FeatureLogCounts {
     this.fs = { ...nodeLogFs, ...options.fs };
     this.failureLog = new RateLimitedWarn(log, FAILURE_LOGS_PER_MINUTE);
     this.checkAtStartup();
+    // Opened now rather than at the first row: the file exists from start-up (simulate counts its
+    // rows before it sends any), and a path that cannot be opened is reported before traffic comes.
+    void this.enqueue(async () => {
+      this.current ??= await this.openFile(0);
+    });
     this.checkTimer = setInterval(this.scheduleCheck, options.checkEveryMs ?? CHECK_EVERY_MS).unref();
   }
 
