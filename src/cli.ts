@@ -69,6 +69,8 @@ async function serve(argv: string[]): Promise<number> {
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
+  // logrotate's postrotate sends SIGHUP: the feature log moves to the path's new file instead of exiting.
+  process.on('SIGHUP', () => void app.watch.featureLog?.reopen());
   await app.listen({ port: config.port, host: config.host });
   return -1;
 }

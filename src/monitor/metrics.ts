@@ -89,6 +89,7 @@ class ScrapeTimeMetric {
 export interface FeatureLogCounts {
   readonly rowsWritten: number;
   readonly rowErrors: number;
+  readonly rowsLost: number;
 }
 
 export interface Metrics {
@@ -201,6 +202,9 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
   );
   register('model_feature_log_rows_total', 'Rows written to the CSV feature log.', 'counter', () => [{ labels: id, value: featureLog.rowsWritten }]);
   register('model_feature_log_errors_total', 'Rows the CSV feature log failed to write.', 'counter', () => [{ labels: id, value: featureLog.rowErrors }]);
+  register('model_feature_log_lost_rows_total', 'Rows written to a CSV feature log file that was deleted before the log reopened its path.', 'counter', () => [
+    { labels: id, value: featureLog.rowsLost },
+  ]);
 
   register('model_feedback_total', 'Ground-truth labels received, by outcome.', 'counter', () =>
     feedbackOutcomes.map((outcome, i) => ({ labels: { ...id, outcome }, value: feedback.outcomes[i]! })),
