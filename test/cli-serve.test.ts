@@ -102,6 +102,7 @@ t.test('serve fails fast: exit 1 and a message naming the file and the problem',
   const csv = join(root, 'never.csv');
   const port = await freePort();
   const nineFeatures = JSON.stringify({ ...baseline, features: baseline.features.filter((f) => f.name !== 'sex') });
+  const nullQuantiles = JSON.stringify({ ...baseline, prediction: { ...baseline.prediction, quantiles: null } });
   const cases: { name: string; dir: () => Promise<string>; stderr: (dir: string) => string | RegExp }[] = [
     {
       name: 'no model.onnx',
@@ -125,6 +126,11 @@ t.test('serve fails fast: exit 1 and a message naming the file and the problem',
       dir: () => modelDir(root, 'shape', { model: 'copy', baseline: nineFeatures }),
       stderr: (dir) =>
         `modelwatch serve: MW_ERR_MODEL_SHAPE model ${dir}/model.onnx has an unsupported shape: it takes 10 features but the baseline lists 9; rebuild baseline.json with "modelwatch baseline"\n`,
+    },
+    {
+      name: 'baseline with "quantiles": null',
+      dir: () => modelDir(root, 'null-quantiles', { model: 'copy', baseline: nullQuantiles }),
+      stderr: (dir) => `modelwatch serve: MW_ERR_BASELINE_INVALID baseline file ${dir}/baseline.json is not usable: prediction.quantiles must be object, got null\n`,
     },
   ];
   for (const c of cases) {
