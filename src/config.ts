@@ -39,8 +39,18 @@ export const flagName = (key: string): string => key.replace(/[A-Z]/g, (c) => `-
 export const envName = (key: string): string => `MODELWATCH_${flagName(key).replace(/-/g, '_').toUpperCase()}`;
 
 const optionKeys = Object.keys(serveOptions) as OptionName[];
+const numericKeys = new Set(optionKeys.filter((key) => serveOptions[key].type !== 'string'));
 
-const validateServe = new Ajv({ allErrors: true, coerceTypes: true, useDefaults: true, strict: true }).compile({
+/** Decimal notation only: Number() (and Ajv's coercion) would also read "0x10", "0b1", " 12 " and "Infinity". */
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+/** The finite number `text` spells in decimal notation, or undefined (1e400 too: it would be read as Infinity). */
+export function decimal(text: string): number | undefined {
+  const n = DECIMAL.test(text) ? Number(text) : Number.NaN;
+  return Number.isFinite(n) ? n : undefined;
+}
+
+// No coercion: `decimal` has read the numbers already.
+const validateServe = new Ajv({ allErrors: true, useDefaults: true, strict: true }).compile({
   type: 'object',
   additionalProperties: false,
   properties: Object.fromEntries(
@@ -81,6 +91,8 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
   for (const key of optionKeys) {
     const value = flags[flagName(key)];
     if (value !== undefined) raw[key] = value;
+    // A string that is no decimal number stays a string, for the schema to refuse by name and value.
+    if (numericKeys.has(key) && typeof raw[key] === 'string') raw[key] = decimal(raw[key]) ?? raw[key];
   }
   if (!validateServe(raw)) {
     const [first] = validateServe.errors ?? [];

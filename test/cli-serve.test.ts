@@ -70,6 +70,14 @@ t.test('parseServeConfig: invalid options name the flag and the variable', async
       message: 'invalid option --prediction-min 10 / --prediction-max 5: the minimum must be below the maximum',
     },
     { argv: ['--prediction-min', '5', '--prediction-max', '5'], message: 'invalid option --prediction-min 5 / --prediction-max 5: the minimum must be below the maximum' },
+    // Only decimal notation is a number: Number() would read each of these.
+    { argv: [], env: { MODELWATCH_MAX_EVENT_LOOP_DELAY_MS: '0x10' }, message: 'invalid option --max-event-loop-delay-ms / MODELWATCH_MAX_EVENT_LOOP_DELAY_MS = "0x10": must be integer; default is 200' },
+    { argv: ['--window', '0b11'], message: 'invalid option --window / MODELWATCH_WINDOW = "0b11": must be integer; default is 1000' },
+    { argv: ['--window', '0o17'], message: 'invalid option --window / MODELWATCH_WINDOW = "0o17": must be integer; default is 1000' },
+    { argv: [], env: { MODELWATCH_PORT: ' 9000 ' }, message: 'invalid option --port / MODELWATCH_PORT = " 9000 ": must be integer; default is 8080' },
+    { argv: ['--prediction-max', 'Infinity'], message: 'invalid option --prediction-max / MODELWATCH_PREDICTION_MAX = "Infinity": must be number; default is 1000' },
+    { argv: ['--prediction-max', '1e400'], message: 'invalid option --prediction-max / MODELWATCH_PREDICTION_MAX = "1e400": must be number; default is 1000' },
+    { argv: ['--prediction-min', ''], message: 'invalid option --prediction-min / MODELWATCH_PREDICTION_MIN = "": must be number; default is 0' },
   ];
   for (const c of cases) {
     t.throws(() => parseServeConfig(c.argv, c.env ?? {}), { code: 'MW_ERR_CONFIG_INVALID', message: c.message }, `${c.argv.join(' ')} ${JSON.stringify(c.env ?? {})}`);
@@ -82,6 +90,8 @@ t.test('parseServeConfig: invalid options name the flag and the variable', async
     code: 'MW_ERR_CONFIG_INVALID',
     message: /^invalid option MODELWATCH_WINDOWS: unknown environment variable; known ones are MODELWATCH_PORT, MODELWATCH_HOST, .*MODELWATCH_WINDOW,/,
   });
+  t.match(parseServeConfig(['--window', '1e2', '--prediction-min=-.5', '--prediction-max', '+2.5E3'], { MODELWATCH_PORT: '09000' }), { window: 100, predictionMin: -0.5, predictionMax: 2500, port: 9000 }, 'decimal notation, exponents and signs are numbers');
+  t.equal(parseServeConfig(['--csv', '0x10'], {}).csv, '0x10', 'a string option is never read as a number');
   // A value that is not the config's problem is left alone.
   t.equal(parseServeConfig([], { MODELWATCHER: 'x', NODE_ENV: 'test' }).port, 8080);
 });
