@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildApp } from './app.js';
-import { decimal, optionsTable, parseServeConfig } from './config.js';
+import { decimal, logServiceLinks, optionsTable, parseServeConfig } from './config.js';
 import { loadBaseline } from './model/baseline.js';
 import { buildBaseline } from './model/build-baseline.js';
 import { checkFeatureLog, countLogRows, DEFAULT_MIN_Z, waitForLogRows } from './monitor/check-csv.js';
@@ -54,6 +54,7 @@ async function serve(argv: string[]): Promise<number> {
   }
   const config = parseServeConfig(argv);
   const app = await buildApp(config);
+  logServiceLinks(app.log, config);
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
