@@ -87,7 +87,8 @@ export async function loadBaseline(file: string): Promise<Baseline> {
 
 /** `features[3].bin_ratios` for the pointer /features/3/bin_ratios. */
 const field = (pointer: string) => pointer.slice(1).split('/').map((part, i) => (/^\d+$/.test(part) ? `[${part}]` : i === 0 ? part : `.${part}`)).join('');
-const shown = (v: unknown) => (typeof v === 'number' ? String(v) : (JSON.stringify(v)?.slice(0, 64) ?? String(v)));
+/** A bad value in a message: Infinity as such (JSON would write null), anything else as JSON, shortened. */
+const shown = (v: unknown) => (typeof v === 'number' ? String(v) : JSON.stringify(v).slice(0, 64));
 
 function baselineProblem(parsed: unknown): string | undefined {
   if (!validateBaseline(parsed)) {
@@ -109,7 +110,7 @@ function baselineProblem(parsed: unknown): string | undefined {
       return `${at}.bin_ratios has ${f.bin_ratios.length} shares for ${f.bin_edges.length} bin_edges; it needs one share more than edges`;
     }
     const sum = f.bin_ratios.reduce((total, r) => total + r, 0);
-    if (!(Math.abs(sum - 1) <= RATIO_SUM_TOLERANCE)) return `${at}.bin_ratios sum to ${sum}, not 1 (within ${RATIO_SUM_TOLERANCE}): they are shares of the training rows`;
+    if (Math.abs(sum - 1) > RATIO_SUM_TOLERANCE) return `${at}.bin_ratios sum to ${sum}, not 1 (within ${RATIO_SUM_TOLERANCE}): they are shares of the training rows`;
   }
   if (b.prediction.min > b.prediction.max) return `prediction.min ${b.prediction.min} is above prediction.max ${b.prediction.max}`;
   if (b.abs_error_mean === null && b.prediction.stddev === 0) {
