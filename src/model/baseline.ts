@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { Ajv } from 'ajv';
 import { BaselineInvalidError, BaselineMissingError } from '../errors.js';
 
 export interface FeatureBaseline {
@@ -24,7 +25,46 @@ export interface Baseline {
   abs_error_mean: number | null;
 }
 
-const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+/** strictNumbers: a number JSON.parse read as Infinity (1e400 in the file) is no number. */
+const number = { type: 'number' };
+const identifier = '^[A-Za-z_][A-Za-z0-9_]*$';
+
+/** What every reader of a baseline dereferences; the cross-field rules are in baselineProblem. */
+const validateBaseline = new Ajv({ allErrors: false, strict: true, strictNumbers: true, verbose: true }).compile({
+  type: 'object',
+  required: ['model', 'version', 'features', 'prediction', 'scalar_feature_mean', 'abs_error_mean'],
+  properties: {
+    model: { type: 'string', minLength: 1 },
+    version: { type: 'string', minLength: 1 },
+    features: {
+      type: 'array',
+      minItems: 1,
+      items: {
+        type: 'object',
+        required: ['name', 'mean', 'stddev', 'min', 'max', 'bin_edges', 'bin_ratios'],
+        properties: {
+          name: { type: 'string', pattern: identifier, description: 'an identifier: it names CSV columns' },
+          mean: number,
+          stddev: { type: 'number', minimum: 0 },
+          min: number,
+          max: number,
+          bin_edges: { type: 'array', items: number },
+          bin_ratios: { type: 'array', minItems: 1, items: { type: 'number', exclusiveMinimum: 0, description: 'an empty training bin makes PSI infinite' } },
+        },
+      },
+    },
+    prediction: {
+      type: 'object',
+      required: ['mean', 'stddev', 'min', 'max', 'quantiles'],
+      properties: { mean: number, stddev: { type: 'number', minimum: 0 }, min: number, max: number, quantiles: { type: 'object', additionalProperties: number } },
+    },
+    scalar_feature_mean: number,
+    abs_error_mean: { type: ['number', 'null'], exclusiveMinimum: 0, description: 'the MAE on held-out data, or null without a target; the abs-error buckets are multiples of it' },
+  },
+});
+
+/** bin_ratios are shares of the training rows; summed, their rounding error stays far below this. */
+const RATIO_SUM_TOLERANCE = 1e-6;
 
 /** Loads and checks a baseline; every complaint names the file and the field. */
 export async function loadBaseline(file: string): Promise<Baseline> {
@@ -34,43 +74,48 @@ export async function loadBaseline(file: string): Promise<Baseline> {
   } catch (cause) {
     throw new BaselineMissingError(file, `${(cause as Error).message}; create it with "modelwatch baseline"`, { cause });
   }
-  let parsed: Baseline;
+  let parsed: unknown;
   try {
-    parsed = JSON.parse(text) as Baseline;
+    parsed = JSON.parse(text);
   } catch (cause) {
     throw new BaselineInvalidError(file, `not JSON (${(cause as Error).message})`, { cause });
   }
   const problem = baselineProblem(parsed);
   if (problem) throw new BaselineInvalidError(file, problem);
-  return parsed;
+  return parsed as Baseline;
 }
 
-function baselineProblem(b: Baseline): string | undefined {
-  if (typeof b?.model !== 'string' || b.model === '') return '"model" must be a non-empty string';
-  if (typeof b.version !== 'string' || b.version === '') return '"version" must be a non-empty string';
-  if (!Array.isArray(b.features) || b.features.length === 0) return '"features" must be a non-empty list';
+/** `features[3].bin_ratios` for the pointer /features/3/bin_ratios. */
+const field = (pointer: string) => pointer.slice(1).split('/').map((part, i) => (/^\d+$/.test(part) ? `[${part}]` : i === 0 ? part : `.${part}`)).join('');
+/** A bad value in a message: Infinity as such (JSON would write null), anything else as JSON, shortened. */
+const shown = (v: unknown) => (typeof v === 'number' ? String(v) : JSON.stringify(v).slice(0, 64));
+
+function baselineProblem(parsed: unknown): string | undefined {
+  if (!validateBaseline(parsed)) {
+    const [{ keyword, instancePath, params, message, data, parentSchema }] = validateBaseline.errors!;
+    const at = field(instancePath);
+    if (keyword === 'required') return `${at === '' ? '' : `${at}.`}${params.missingProperty as string} is missing`;
+    const why = (parentSchema as { description?: string } | undefined)?.description;
+    return `${at === '' ? 'the file' : at} ${message}, got ${shown(data)}${why ? ` (${why})` : ''}`;
+  }
+  const b = parsed as Baseline;
   const seen = new Set<string>();
   for (const [i, f] of b.features.entries()) {
     const at = `features[${i}]`;
-    if (typeof f?.name !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(f.name)) return `${at}.name must be an identifier`;
     if (seen.has(f.name)) return `${at}.name "${f.name}" is repeated`;
     seen.add(f.name);
-    for (const key of ['mean', 'stddev', 'min', 'max'] as const) {
-      if (!finite(f[key])) return `${at}.${key} must be a finite number`;
-    }
-    if (!Array.isArray(f.bin_edges) || !f.bin_edges.every(finite)) return `${at}.bin_edges must be a list of numbers`;
+    if (f.min > f.max) return `${at}.min ${f.min} is above ${at}.max ${f.max}`;
     if (f.bin_edges.some((edge, j) => j > 0 && edge <= f.bin_edges[j - 1]!)) return `${at}.bin_edges must be strictly ascending`;
-    if (!Array.isArray(f.bin_ratios) || f.bin_ratios.length !== f.bin_edges.length + 1 || !f.bin_ratios.every((r) => finite(r) && r > 0)) {
-      return `${at}.bin_ratios must hold one positive share more than bin_edges (an empty training bin makes PSI infinite)`;
+    if (f.bin_ratios.length !== f.bin_edges.length + 1) {
+      return `${at}.bin_ratios has ${f.bin_ratios.length} shares for ${f.bin_edges.length} bin_edges; it needs one share more than edges`;
     }
+    const sum = f.bin_ratios.reduce((total, r) => total + r, 0);
+    if (Math.abs(sum - 1) > RATIO_SUM_TOLERANCE) return `${at}.bin_ratios sum to ${sum}, not 1 (within ${RATIO_SUM_TOLERANCE}): they are shares of the training rows`;
   }
-  const p = b.prediction;
-  if (!p || !finite(p.mean) || !finite(p.stddev) || !finite(p.min) || !finite(p.max)) {
-    return '"prediction" must hold finite mean, stddev, min and max';
+  if (b.prediction.min > b.prediction.max) return `prediction.min ${b.prediction.min} is above prediction.max ${b.prediction.max}`;
+  if (b.abs_error_mean === null && b.prediction.stddev === 0) {
+    return 'prediction.stddev is 0 and abs_error_mean null: the abs-error buckets would all be 0; build the baseline with a target';
   }
-  if (typeof p.quantiles !== 'object' || !Object.values(p.quantiles).every(finite)) return '"prediction.quantiles" must map to numbers';
-  if (!finite(b.scalar_feature_mean)) return '"scalar_feature_mean" must be a finite number';
-  if (b.abs_error_mean !== null && !finite(b.abs_error_mean)) return '"abs_error_mean" must be a number or null';
   return undefined;
 }
 

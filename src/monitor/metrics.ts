@@ -21,6 +21,8 @@ export const invalidReasons = [
   'empty_body',
   'unsupported_media_type',
   'body_too_large',
+  // Arrays and objects nested deeper than MAX_JSON_DEPTH (routes/json-body.ts).
+  'too_deep',
   'missing_features',
   'unknown_field',
   'wrong_type',
@@ -49,6 +51,7 @@ export const feedbackRejectReasons = [
   'empty_body',
   'unsupported_media_type',
   'body_too_large',
+  'too_deep',
   'wrong_type',
   'missing_field',
   'unknown_field',
