@@ -6,6 +6,7 @@ import { inProcess } from './model/model.js';
 import { OnnxModel } from './model/session.js';
 import { UpstreamModel } from './model/upstream.js';
 import { guardAgainstOverload } from './overload.js';
+import { boundJsonDepth } from './routes/json-body.js';
 import feedbackRoutes from './routes/feedback.js';
 import healthRoutes from './routes/health.js';
 import metricsRoutes from './routes/metrics.js';
@@ -59,6 +60,7 @@ export async function buildApp(config: ServeConfig, options: AppOptions = {}): P
   app.decorate('watch', watch);
   app.addHook('onClose', async () => watch.close());
   guardAgainstOverload(app, config.maxEventLoopDelayMs);
+  boundJsonDepth(app);
   await app.register(healthRoutes);
   await app.register(metricsRoutes);
   await app.register(predictRoutes);

@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildApp } from './app.js';
-import { optionsTable, parseServeConfig } from './config.js';
+import { decimal, logServiceLinks, optionsTable, parseServeConfig } from './config.js';
 import { loadBaseline } from './model/baseline.js';
 import { buildBaseline } from './model/build-baseline.js';
 import { checkFeatureLog, countLogRows, DEFAULT_MIN_Z, waitForLogRows } from './monitor/check-csv.js';
@@ -33,8 +33,8 @@ const usage = `modelwatch: serve an ONNX model and watch it in production
 /** Parses a number option; a bad one names the flag and what was expected. */
 function numberOption(flag: string, value: string | undefined, fallback: number, check: (n: number) => boolean, expected: string): number {
   if (value === undefined) return fallback;
-  const n = Number(value);
-  if (value.trim() === '' || !check(n)) throw new ConfigInvalidError(`--${flag} = ${JSON.stringify(value)}`, `expected ${expected}`);
+  const n = decimal(value);
+  if (n === undefined || !check(n)) throw new ConfigInvalidError(`--${flag} = ${JSON.stringify(value)}`, `expected ${expected}`);
   return n;
 }
 const positiveInteger = (n: number) => Number.isInteger(n) && n > 0;
@@ -55,6 +55,7 @@ async function serve(argv: string[]): Promise<number> {
   }
   const config = parseServeConfig(argv);
   const app = await buildApp(config);
+  logServiceLinks(app.log, config);
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -70,6 +71,8 @@ async function serve(argv: string[]): Promise<number> {
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
+  // logrotate's postrotate sends SIGHUP: the feature log moves to the path's new file instead of exiting.
+  process.on('SIGHUP', () => void app.watch.featureLog?.reopen());
   await app.listen({ port: config.port, host: config.host });
   return -1;
 }

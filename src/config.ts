@@ -39,8 +39,18 @@ export const flagName = (key: string): string => key.replace(/[A-Z]/g, (c) => `-
 export const envName = (key: string): string => `MODELWATCH_${flagName(key).replace(/-/g, '_').toUpperCase()}`;
 
 const optionKeys = Object.keys(serveOptions) as OptionName[];
+const numericKeys = new Set(optionKeys.filter((key) => serveOptions[key].type !== 'string'));
 
-const validateServe = new Ajv({ allErrors: true, coerceTypes: true, useDefaults: true, strict: true }).compile({
+/** Decimal notation only: Number() (and Ajv's coercion) would also read "0x10", "0b1", " 12 " and "Infinity". */
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+/** The finite number `text` spells in decimal notation, or undefined (1e400 too: it would be read as Infinity). */
+export function decimal(text: string): number | undefined {
+  const n = DECIMAL.test(text) ? Number(text) : Number.NaN;
+  return Number.isFinite(n) ? n : undefined;
+}
+
+// No coercion: `decimal` has read the numbers already.
+const validateServe = new Ajv({ allErrors: true, useDefaults: true, strict: true }).compile({
   type: 'object',
   additionalProperties: false,
   properties: Object.fromEntries(
@@ -52,15 +62,41 @@ const validateServe = new Ajv({ allErrors: true, coerceTypes: true, useDefaults:
 });
 
 /**
+ * Kubernetes injects, into every pod of a namespace, variables for each Service in it ("service
+ * links"): one named modelwatch, or modelwatch-anything, yields MODELWATCH_SERVICE_HOST,
+ * MODELWATCH_SERVICE_PORT[_NAME], MODELWATCH_PORT=tcp://10.96.0.12:80 and
+ * MODELWATCH_PORT_80_TCP[_PROTO|_PORT|_ADDR]. They are no options, and refusing them would keep the pod from starting.
+ */
+const SERVICE_LINK = /^MODELWATCH(?:_[A-Z0-9_]+?)?_(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT_\d+_(?:TCP|UDP|SCTP)(?:_(?:PROTO|PORT|ADDR))?)$/;
+/** A Service's own {NAME}_PORT holds its address; only that value tells it from our MODELWATCH_PORT. */
+const SERVICE_LINK_PORT = /^MODELWATCH(?:_[A-Z0-9_]+)?_PORT$/;
+const SERVICE_ADDRESS = /^(?:tcp|udp|sctp):\/\/\S+:\d+$/;
+const isServiceLink = (name: string, value: string) => SERVICE_LINK.test(name) || (SERVICE_LINK_PORT.test(name) && SERVICE_ADDRESS.test(value));
+
+/**
+ * Logs the service links parseServeConfig ignored, once the server's logger exists: the variables
+ * at debug; a MODELWATCH_PORT someone may have meant as the port, as a warning.
+ */
+export function logServiceLinks(log: { debug(o: object, msg: string): void; warn(o: object, msg: string): void }, config: ServeConfig, env: NodeJS.ProcessEnv = process.env): void {
+  const names = Object.keys(env).filter((name) => env[name] !== undefined && isServiceLink(name, env[name])).sort();
+  if (names.length === 0) return;
+  log.debug({ variables: names }, 'ignored Kubernetes service-link variables (enableServiceLinks: false in the pod spec turns them off)');
+  const port = envName('port');
+  if (names.includes(port)) {
+    log.warn({ variable: port, value: env[port] }, `${port}=${env[port]} is a Kubernetes service address, not a port: ignored, the port is ${config.port}`);
+  }
+}
+
+/**
  * flags > environment > defaults. Unknown flags are rejected by parseArgs (strict); unknown
  * MODELWATCH_ variables are rejected here, because a typo in a deployment manifest must not be
- * silently ignored.
+ * silently ignored; service links are not typos.
  */
 export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ServeConfig {
   const raw: Record<string, unknown> = {};
   const knownEnv = new Map(optionKeys.map((key) => [envName(key), key]));
   for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith('MODELWATCH_') || value === undefined) continue;
+    if (!name.startsWith('MODELWATCH_') || value === undefined || isServiceLink(name, value)) continue;
     const key = knownEnv.get(name);
     if (!key) {
       throw new ConfigInvalidError(name, `unknown environment variable; known ones are ${[...knownEnv.keys()].join(', ')}`);
@@ -81,6 +117,8 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
   for (const key of optionKeys) {
     const value = flags[flagName(key)];
     if (value !== undefined) raw[key] = value;
+    // A string that is no decimal number stays a string, for the schema to refuse by name and value.
+    if (numericKeys.has(key) && typeof raw[key] === 'string') raw[key] = decimal(raw[key]) ?? raw[key];
   }
   if (!validateServe(raw)) {
     const [first] = validateServe.errors ?? [];

@@ -18,6 +18,7 @@ export const DataInvalidError = createError('MW_ERR_DATA_INVALID', '%s: %s', 500
 // Request errors: the body says which field is wrong and what was expected.
 export const InvalidInputError = createError('MW_ERR_INVALID_INPUT', '%s', 400);
 export const MalformedJsonError = createError('MW_ERR_MALFORMED_JSON', 'body is not valid JSON: %s', 400);
+export const JsonTooDeepError = createError('MW_ERR_JSON_TOO_DEEP', 'body nests arrays and objects more than %d levels deep; no valid body does', 400);
 export const EmptyBodyError = createError('MW_ERR_EMPTY_BODY', 'body is empty; send %s', 400);
 export const BodyTooLargeError = createError('MW_ERR_BODY_TOO_LARGE', 'request body is larger than the limit of %d bytes; split the batch or raise --body-limit', 413);
 export const UnsupportedMediaTypeError = createError('MW_ERR_UNSUPPORTED_MEDIA_TYPE', 'content-type must be application/json, got %s', 415);

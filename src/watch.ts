@@ -7,7 +7,7 @@ import { predictionBuckets } from './model/baseline.js';
 import type { Answer, Model } from './model/model.js';
 import { ClassificationMonitor, confidence } from './monitor/classification.js';
 import { FeatureMonitor } from './monitor/features.js';
-import { FeatureLog, type OpenSink } from './monitor/feature-log.js';
+import { FeatureLog, type FeatureLogOptions } from './monitor/feature-log.js';
 import { Feedback } from './monitor/feedback.js';
 import { createMetrics, type Metrics } from './monitor/metrics.js';
 import { Monitor, type PredictionMonitor } from './monitor/monitor.js';
@@ -38,8 +38,8 @@ export interface RecordedIds {
 }
 
 export interface WatchOptions {
-  /** Replaces the feature log's file stream, for fault tests (a disk that fills up). */
-  openFeatureLogSink?: OpenSink;
+  /** Replaces the feature log's file operations or its rotation check period, for fault tests (a disk that fills up). */
+  featureLog?: FeatureLogOptions;
   /** Where the server's pino log goes (default stdout); tests read it to check what is logged. */
   logStream?: DestinationStream;
   /** The prediction store's clock (monotonic ms); tests move it to age predictions past the TTL. */
@@ -64,8 +64,8 @@ export function createWatch(config: ServeConfig, baseline: Baseline, model: Mode
   const featureNames = baseline.features.map((f) => f.name);
   const classes = baseline.task === 'classification' ? baseline.classes.length : 0;
   const monitor = new Monitor(new FeatureMonitor(baseline, config.window), predictionMonitor(config, baseline, model));
-  const featureLog = config.csv === '' ? undefined : new FeatureLog(config.csv, baseline.model, baseline.version, featureNames, log, options.openFeatureLogSink);
-  const noLog = { rowsWritten: 0, rowErrors: 0 };
+  const featureLog = config.csv === '' ? undefined : new FeatureLog(config.csv, baseline.model, baseline.version, featureNames, log, options.featureLog);
+  const noLog = { rowsWritten: 0, rowErrors: 0, rowsLost: 0 };
   const store = new PredictionStore(config.feedbackMaxEntries, config.feedbackTtlSeconds * 1000, options.clock ?? (() => performance.now()));
   const feedback = new Feedback(store, baseline);
   const metrics = createMetrics(baseline, monitor, featureLog ?? noLog, feedback);

@@ -3,7 +3,7 @@ import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { parseServeConfig, serveOptions } from '../src/config.js';
+import { logServiceLinks, parseServeConfig, serveOptions } from '../src/config.js';
 import type { Baseline } from '../src/model/baseline.js';
 import { featureLogHeader } from '../src/monitor/feature-log.js';
 import { diabetesDir, finished, freePort, httpRequest, runCli, spawnCli, tempDir, waitReady, waitRefused } from './helpers/cli.js';
@@ -70,6 +70,14 @@ t.test('parseServeConfig: invalid options name the flag and the variable', async
       message: 'invalid option --prediction-min 10 / --prediction-max 5: the minimum must be below the maximum',
     },
     { argv: ['--prediction-min', '5', '--prediction-max', '5'], message: 'invalid option --prediction-min 5 / --prediction-max 5: the minimum must be below the maximum' },
+    // Only decimal notation is a number: Number() would read each of these.
+    { argv: [], env: { MODELWATCH_MAX_EVENT_LOOP_DELAY_MS: '0x10' }, message: 'invalid option --max-event-loop-delay-ms / MODELWATCH_MAX_EVENT_LOOP_DELAY_MS = "0x10": must be integer; default is 200' },
+    { argv: ['--window', '0b11'], message: 'invalid option --window / MODELWATCH_WINDOW = "0b11": must be integer; default is 1000' },
+    { argv: ['--window', '0o17'], message: 'invalid option --window / MODELWATCH_WINDOW = "0o17": must be integer; default is 1000' },
+    { argv: [], env: { MODELWATCH_PORT: ' 9000 ' }, message: 'invalid option --port / MODELWATCH_PORT = " 9000 ": must be integer; default is 8080' },
+    { argv: ['--prediction-max', 'Infinity'], message: 'invalid option --prediction-max / MODELWATCH_PREDICTION_MAX = "Infinity": must be number; default is 1000' },
+    { argv: ['--prediction-max', '1e400'], message: 'invalid option --prediction-max / MODELWATCH_PREDICTION_MAX = "1e400": must be number; default is 1000' },
+    { argv: ['--prediction-min', ''], message: 'invalid option --prediction-min / MODELWATCH_PREDICTION_MIN = "": must be number; default is 0' },
   ];
   for (const c of cases) {
     t.throws(() => parseServeConfig(c.argv, c.env ?? {}), { code: 'MW_ERR_CONFIG_INVALID', message: c.message }, `${c.argv.join(' ')} ${JSON.stringify(c.env ?? {})}`);
@@ -82,8 +90,71 @@ t.test('parseServeConfig: invalid options name the flag and the variable', async
     code: 'MW_ERR_CONFIG_INVALID',
     message: /^invalid option MODELWATCH_WINDOWS: unknown environment variable; known ones are MODELWATCH_PORT, MODELWATCH_HOST, .*MODELWATCH_WINDOW,/,
   });
+  t.match(parseServeConfig(['--window', '1e2', '--prediction-min=-.5', '--prediction-max', '+2.5E3'], { MODELWATCH_PORT: '09000' }), { window: 100, predictionMin: -0.5, predictionMax: 2500, port: 9000 }, 'decimal notation, exponents and signs are numbers');
+  t.equal(parseServeConfig(['--csv', '0x10'], {}).csv, '0x10', 'a string option is never read as a number');
   // A value that is not the config's problem is left alone.
   t.equal(parseServeConfig([], { MODELWATCHER: 'x', NODE_ENV: 'test' }).port, 8080);
+});
+
+/** What Kubernetes injects into every pod of the namespace for a Service named modelwatch with a port named http, and one named modelwatch-metrics. */
+const serviceLinks = {
+  MODELWATCH_SERVICE_HOST: '10.96.0.12',
+  MODELWATCH_SERVICE_PORT: '80',
+  MODELWATCH_SERVICE_PORT_HTTP: '80',
+  MODELWATCH_PORT: 'tcp://10.96.0.12:80',
+  MODELWATCH_PORT_80_TCP: 'tcp://10.96.0.12:80',
+  MODELWATCH_PORT_80_TCP_PROTO: 'tcp',
+  MODELWATCH_PORT_80_TCP_PORT: '80',
+  MODELWATCH_PORT_80_TCP_ADDR: '10.96.0.12',
+  MODELWATCH_METRICS_SERVICE_HOST: '10.96.0.13',
+  MODELWATCH_METRICS_PORT: 'tcp://10.96.0.13:9090',
+  MODELWATCH_METRICS_PORT_9090_TCP_ADDR: '10.96.0.13',
+};
+
+t.test('Kubernetes service links are ignored; MODELWATCH_PORT holding an address is not the port; other unknown variables are still refused', async (t) => {
+  t.equal(parseServeConfig([], serviceLinks).port, 8080, 'the default port, not tcp://10.96.0.12:80');
+  t.equal(parseServeConfig(['--port', '9090'], serviceLinks).port, 9090, '--port');
+  t.same(parseServeConfig([], { ...serviceLinks, MODELWATCH_WINDOW: '50' }), parseServeConfig([], { MODELWATCH_WINDOW: '50' }), 'nothing else changes');
+  t.equal(parseServeConfig([], { ...serviceLinks, MODELWATCH_PORT: '9000' }).port, 9000, 'a MODELWATCH_PORT that is a port is still read');
+  const refused: Record<string, string>[] = [
+    { MODELWATCH_PORT_80: '80' },
+    { MODELWATCH_PORT_80_HTTP: 'tcp://10.96.0.12:80' },
+    { MODELWATCH_WINDOW_PORT: '9000' },
+    { MODELWATCH_SERVICE: '10.96.0.12' },
+  ];
+  for (const env of refused) {
+    const [name] = Object.keys(env);
+    t.throws(() => parseServeConfig([], { ...serviceLinks, ...env }), { code: 'MW_ERR_CONFIG_INVALID', message: new RegExp(`^invalid option ${name}: unknown environment variable;`) }, `${name} is no service link`);
+  }
+  t.throws(() => parseServeConfig([], { MODELWATCH_PORT: 'http://10.96.0.12:80' }), {
+    code: 'MW_ERR_CONFIG_INVALID',
+    message: 'invalid option --port / MODELWATCH_PORT = "http://10.96.0.12:80": must be integer; default is 8080',
+  }, 'only a service address (tcp, udp, sctp) is taken for one');
+
+  const logged: { level: string; fields: object; msg: string }[] = [];
+  const log = { debug: (fields: object, msg: string) => logged.push({ level: 'debug', fields, msg }), warn: (fields: object, msg: string) => logged.push({ level: 'warn', fields, msg }) };
+  logServiceLinks(log, parseServeConfig(['--port', '9090'], serviceLinks), { ...serviceLinks, MODELWATCH_WINDOW: '50', PATH: '/bin' });
+  t.same(logged, [
+    { level: 'debug', fields: { variables: Object.keys(serviceLinks).sort() }, msg: 'ignored Kubernetes service-link variables (enableServiceLinks: false in the pod spec turns them off)' },
+    { level: 'warn', fields: { variable: 'MODELWATCH_PORT', value: 'tcp://10.96.0.12:80' }, msg: 'MODELWATCH_PORT=tcp://10.96.0.12:80 is a Kubernetes service address, not a port: ignored, the port is 9090' },
+  ]);
+  logged.length = 0;
+  logServiceLinks(log, parseServeConfig([], { MODELWATCH_WINDOW: '50' }), { MODELWATCH_WINDOW: '50', PATH: '/bin' });
+  t.same(logged, [], 'nothing logged without service links');
+});
+
+t.test('serve starts in a namespace with a Service named modelwatch, and says once what it ignored', async (t) => {
+  const port = await freePort();
+  const child = spawnCli(['serve', '--port', String(port), '--csv', '', '--log-level', 'debug'], serviceLinks);
+  const exit = finished(child);
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  await waitReady(port, child);
+  child.kill('SIGKILL');
+  const lines = (await exit).stdout.trim().split('\n').map((line) => JSON.parse(line) as { level: number; msg: string; variables?: string[] });
+  t.same(lines.filter((l) => l.level === 40).map((l) => l.msg), ['MODELWATCH_PORT=tcp://10.96.0.12:80 is a Kubernetes service address, not a port: ignored, the port is ' + port], 'one warning');
+  t.same(lines.filter((l) => l.variables).map((l) => [l.level, l.variables]), [[20, Object.keys(serviceLinks).sort()]], 'the variables, once, at debug');
 });
 
 /** A model dir holding copies (or replacements) of the default model's files. */
@@ -102,6 +173,7 @@ t.test('serve fails fast: exit 1 and a message naming the file and the problem',
   const csv = join(root, 'never.csv');
   const port = await freePort();
   const nineFeatures = JSON.stringify({ ...baseline, features: baseline.features.filter((f) => f.name !== 'sex') });
+  const nullQuantiles = JSON.stringify({ ...baseline, prediction: { ...baseline.prediction, quantiles: null } });
   const cases: { name: string; dir: () => Promise<string>; stderr: (dir: string) => string | RegExp }[] = [
     {
       name: 'no model.onnx',
@@ -125,6 +197,11 @@ t.test('serve fails fast: exit 1 and a message naming the file and the problem',
       dir: () => modelDir(root, 'shape', { model: 'copy', baseline: nineFeatures }),
       stderr: (dir) =>
         `modelwatch serve: MW_ERR_MODEL_SHAPE model ${dir}/model.onnx has an unsupported shape: it takes 10 features but the baseline lists 9; rebuild baseline.json with "modelwatch baseline"\n`,
+    },
+    {
+      name: 'baseline with "quantiles": null',
+      dir: () => modelDir(root, 'null-quantiles', { model: 'copy', baseline: nullQuantiles }),
+      stderr: (dir) => `modelwatch serve: MW_ERR_BASELINE_INVALID baseline file ${dir}/baseline.json is not usable: prediction.quantiles must be object, got null\n`,
     },
   ];
   for (const c of cases) {

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadAll } from 'js-yaml';
 import t from 'tap';
-import { optionsTable } from '../src/config.js';
+import { optionsTable, parseServeConfig } from '../src/config.js';
 import { repoRoot, scrape, testApp } from './helpers/app.js';
 
 const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
@@ -22,4 +23,15 @@ t.test('every model_ metric the server exports is documented in the README', asy
   const names = new Set([...(await scrape(app)).matchAll(/^# TYPE (model_\w+) /gm)].map((m) => m[1]!));
   t.ok(names.size >= 19, `found ${names.size} metric families`);
   for (const name of names) t.match(readme, `\`${name}\``, `${name} is in the README`);
+});
+
+t.test('the Kubernetes example keeps service links out of the pod, and runs modelwatch with options the code knows', async (t) => {
+  const block = readme.split('### As a Kubernetes sidecar')[1]?.split('```yaml\n')[1]?.split('\n```')[0] ?? '';
+  const [deployment] = loadAll(block) as { kind: string; spec: { template: { spec: { enableServiceLinks?: boolean; containers: { name: string; args?: string[]; env?: { name: string; value: string }[] }[] } } } }[];
+  t.equal(deployment?.kind, 'Deployment');
+  const pod = deployment!.spec.template.spec;
+  t.equal(pod.enableServiceLinks, false, 'enableServiceLinks: false');
+  const sidecar = pod.containers.find((c) => c.name === 'modelwatch')!;
+  const env = Object.fromEntries((sidecar.env ?? []).map(({ name, value }) => [name, value]));
+  t.doesNotThrow(() => parseServeConfig(sidecar.args!.slice(1), env), 'its args and env are valid serve options');
 });

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { Ajv } from 'ajv';
 import { BaselineInvalidError, BaselineMissingError } from '../errors.js';
 
 export interface FeatureBaseline {
@@ -61,7 +62,81 @@ export const LOW_CONFIDENCE = 0.6;
 /** How far a row of probabilities may sum from 1 and still be probabilities. */
 export const PROBABILITY_SUM_TOLERANCE = 1e-3;
 
-const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+/** strictNumbers: a number JSON.parse read as Infinity (1e400 in the file) is no number. */
+const number = { type: 'number' };
+const identifier = '^[A-Za-z_][A-Za-z0-9_]*$';
+
+const share = { type: 'number', minimum: 0, maximum: 1 };
+const shareOrNull = { type: ['number', 'null'], minimum: 0, maximum: 1 };
+
+/** What a regression's baseline adds: the training predictions and the held-out error. */
+const regressionSchema = {
+  required: ['prediction', 'abs_error_mean'],
+  properties: {
+    task: { const: 'regression' },
+    prediction: {
+      type: 'object',
+      required: ['mean', 'stddev', 'min', 'max', 'quantiles'],
+      properties: { mean: number, stddev: { type: 'number', minimum: 0 }, min: number, max: number, quantiles: { type: 'object', additionalProperties: number } },
+    },
+    abs_error_mean: { type: ['number', 'null'], exclusiveMinimum: 0, description: 'the MAE on held-out data, or null without a target; the abs-error buckets are multiples of it' },
+  },
+};
+
+/** What a classifier's baseline adds: its classes, the shares of its predictions and labels, its accuracy. */
+const classificationSchema = {
+  required: ['classes', 'prediction', 'label_shares', 'accuracy'],
+  properties: {
+    classes: { type: 'array', minItems: 2, uniqueItems: true, items: { type: 'string', minLength: 1 } },
+    prediction: {
+      type: 'object',
+      required: ['class_shares', 'low_confidence_share', 'confidence_mean'],
+      properties: {
+        class_shares: { type: 'array', items: { type: 'number', exclusiveMinimum: 0, maximum: 1, description: 'a class share of 0 makes the class PSI infinite' } },
+        low_confidence_share: shareOrNull,
+        confidence_mean: shareOrNull,
+      },
+    },
+    label_shares: { type: ['array', 'null'], items: share },
+    accuracy: shareOrNull,
+  },
+};
+
+/** What every reader of a baseline dereferences; the cross-field rules are in baselineProblem. */
+const validateBaseline = new Ajv({ allErrors: false, strict: true, strictNumbers: true, verbose: true }).compile({
+  type: 'object',
+  required: ['model', 'version', 'features', 'scalar_feature_mean'],
+  // Baselines written before classifiers existed have no task: they are regressions.
+  if: { required: ['task'], properties: { task: { const: 'classification' } } },
+  then: classificationSchema,
+  else: regressionSchema,
+  properties: {
+    task: { enum: ['regression', 'classification'] },
+    model: { type: 'string', minLength: 1 },
+    version: { type: 'string', minLength: 1 },
+    features: {
+      type: 'array',
+      minItems: 1,
+      items: {
+        type: 'object',
+        required: ['name', 'mean', 'stddev', 'min', 'max', 'bin_edges', 'bin_ratios'],
+        properties: {
+          name: { type: 'string', pattern: identifier, description: 'an identifier: it names CSV columns' },
+          mean: number,
+          stddev: { type: 'number', minimum: 0 },
+          min: number,
+          max: number,
+          bin_edges: { type: 'array', items: number },
+          bin_ratios: { type: 'array', minItems: 1, items: { type: 'number', exclusiveMinimum: 0, description: 'an empty training bin makes PSI infinite' } },
+        },
+      },
+    },
+    scalar_feature_mean: number,
+  },
+});
+
+/** bin_ratios are shares of the training rows; summed, their rounding error stays far below this. */
+const RATIO_SUM_TOLERANCE = 1e-6;
 
 /** Loads and checks a baseline; every complaint names the file and the field. */
 export async function loadBaseline(file: string): Promise<Baseline> {
@@ -71,78 +146,63 @@ export async function loadBaseline(file: string): Promise<Baseline> {
   } catch (cause) {
     throw new BaselineMissingError(file, `${(cause as Error).message}; create it with "modelwatch baseline"`, { cause });
   }
-  let parsed: Baseline;
+  let parsed: unknown;
   try {
-    parsed = JSON.parse(text) as Baseline;
+    parsed = JSON.parse(text);
   } catch (cause) {
     throw new BaselineInvalidError(file, `not JSON (${(cause as Error).message})`, { cause });
   }
   const problem = baselineProblem(parsed);
   if (problem) throw new BaselineInvalidError(file, problem);
-  return parsed;
+  return parsed as Baseline;
 }
 
-function baselineProblem(b: Baseline): string | undefined {
-  if (typeof b?.model !== 'string' || b.model === '') return '"model" must be a non-empty string';
-  if (typeof b.version !== 'string' || b.version === '') return '"version" must be a non-empty string';
-  if (!Array.isArray(b.features) || b.features.length === 0) return '"features" must be a non-empty list';
+/** `features[3].bin_ratios` for the pointer /features/3/bin_ratios. */
+const field = (pointer: string) => pointer.slice(1).split('/').map((part, i) => (/^\d+$/.test(part) ? `[${part}]` : i === 0 ? part : `.${part}`)).join('');
+/** A bad value in a message: Infinity as such (JSON would write null), anything else as JSON, shortened. */
+const shown = (v: unknown) => (typeof v === 'number' ? String(v) : JSON.stringify(v).slice(0, 64));
+
+function baselineProblem(parsed: unknown): string | undefined {
+  if (!validateBaseline(parsed)) {
+    const [{ keyword, instancePath, params, message, data, parentSchema }] = validateBaseline.errors!;
+    const at = field(instancePath);
+    if (keyword === 'required') return `${at === '' ? '' : `${at}.`}${params.missingProperty as string} is missing`;
+    const why = (parentSchema as { description?: string } | undefined)?.description;
+    return `${at === '' ? 'the file' : at} ${message}, got ${shown(data)}${why ? ` (${why})` : ''}`;
+  }
+  const b = parsed as Baseline;
   const seen = new Set<string>();
   for (const [i, f] of b.features.entries()) {
     const at = `features[${i}]`;
-    if (typeof f?.name !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(f.name)) return `${at}.name must be an identifier`;
     if (seen.has(f.name)) return `${at}.name "${f.name}" is repeated`;
     seen.add(f.name);
-    for (const key of ['mean', 'stddev', 'min', 'max'] as const) {
-      if (!finite(f[key])) return `${at}.${key} must be a finite number`;
-    }
-    if (!Array.isArray(f.bin_edges) || !f.bin_edges.every(finite)) return `${at}.bin_edges must be a list of numbers`;
+    if (f.min > f.max) return `${at}.min ${f.min} is above ${at}.max ${f.max}`;
     if (f.bin_edges.some((edge, j) => j > 0 && edge <= f.bin_edges[j - 1]!)) return `${at}.bin_edges must be strictly ascending`;
-    if (!Array.isArray(f.bin_ratios) || f.bin_ratios.length !== f.bin_edges.length + 1 || !f.bin_ratios.every((r) => finite(r) && r > 0)) {
-      return `${at}.bin_ratios must hold one positive share more than bin_edges (an empty training bin makes PSI infinite)`;
+    if (f.bin_ratios.length !== f.bin_edges.length + 1) {
+      return `${at}.bin_ratios has ${f.bin_ratios.length} shares for ${f.bin_edges.length} bin_edges; it needs one share more than edges`;
     }
+    const sum = f.bin_ratios.reduce((total, r) => total + r, 0);
+    if (Math.abs(sum - 1) > RATIO_SUM_TOLERANCE) return `${at}.bin_ratios sum to ${sum}, not 1 (within ${RATIO_SUM_TOLERANCE}): they are shares of the training rows`;
   }
-  if (!finite(b.scalar_feature_mean)) return '"scalar_feature_mean" must be a finite number';
   if (b.task === 'classification') return classificationProblem(b);
-  if (b.task !== undefined && b.task !== 'regression') return `"task" must be "regression" or "classification", got ${JSON.stringify(b.task)}`;
-  const p = b.prediction;
-  if (!p || !finite(p.mean) || !finite(p.stddev) || !finite(p.min) || !finite(p.max)) {
-    return '"prediction" must hold finite mean, stddev, min and max';
+  if (b.prediction.min > b.prediction.max) return `prediction.min ${b.prediction.min} is above prediction.max ${b.prediction.max}`;
+  if (b.abs_error_mean === null && b.prediction.stddev === 0) {
+    return 'prediction.stddev is 0 and abs_error_mean null: the abs-error buckets would all be 0; build the baseline with a target';
   }
-  if (typeof p.quantiles !== 'object' || !Object.values(p.quantiles).every(finite)) return '"prediction.quantiles" must map to numbers';
-  if (b.abs_error_mean !== null && !finite(b.abs_error_mean)) return '"abs_error_mean" must be a number or null';
   return undefined;
 }
 
-const share = (v: unknown): v is number => finite(v) && v >= 0 && v <= 1;
-
-/** Shares in class order: one per class, each in 0..1, summing to 1; `positive` when a PSI divides by them. */
-function sharesProblem(field: string, shares: unknown, classes: number, positive: boolean): string | undefined {
-  if (!Array.isArray(shares) || shares.length !== classes || !shares.every((v) => share(v) && (!positive || v > 0))) {
-    return `"${field}" must hold ${classes} ${positive ? 'positive ' : ''}shares, one per class in "classes" order`;
-  }
-  const sum = shares.reduce((a: number, v: number) => a + v, 0);
-  if (Math.abs(sum - 1) > 1e-6) return `"${field}" must sum to 1, got ${sum}`;
+/** Shares in class order (the schema checked each is a share): one per class, summing to 1. */
+function sharesProblem(field: string, shares: readonly number[], classes: number): string | undefined {
+  if (shares.length !== classes) return `${field} has ${shares.length} shares for ${classes} classes; it needs one per class, in "classes" order`;
+  const sum = shares.reduce((total, v) => total + v, 0);
+  if (Math.abs(sum - 1) > RATIO_SUM_TOLERANCE) return `${field} sum to ${sum}, not 1 (within ${RATIO_SUM_TOLERANCE})`;
   return undefined;
 }
 
 function classificationProblem(b: ClassificationBaseline): string | undefined {
-  const { classes } = b;
-  if (!Array.isArray(classes) || classes.length < 2 || !classes.every((c) => typeof c === 'string' && c !== '')) {
-    return '"classes" must list at least two class names (non-empty strings)';
-  }
-  if (new Set(classes).size !== classes.length) return '"classes" must not repeat a class';
-  const p = b.prediction;
-  if (!p || typeof p !== 'object') return '"prediction" must hold class_shares, low_confidence_share and confidence_mean';
-  const problem = sharesProblem('prediction.class_shares', p.class_shares, classes.length, true);
-  if (problem) return problem;
-  if (p.low_confidence_share !== null && !share(p.low_confidence_share)) return '"prediction.low_confidence_share" must be a share (0..1) or null';
-  if (p.confidence_mean !== null && !share(p.confidence_mean)) return '"prediction.confidence_mean" must be a probability (0..1) or null';
-  if (b.label_shares !== null) {
-    const labels = sharesProblem('label_shares', b.label_shares, classes.length, false);
-    if (labels) return labels;
-  }
-  if (b.accuracy !== null && !share(b.accuracy)) return '"accuracy" must be a share (0..1) or null';
-  return undefined;
+  const k = b.classes.length;
+  return sharesProblem('prediction.class_shares', b.prediction.class_shares, k) ?? (b.label_shares === null ? undefined : sharesProblem('label_shares', b.label_shares, k));
 }
 
 /** Histogram buckets fitted to where the training predictions fall: its quantiles plus min and max. */

@@ -73,16 +73,55 @@ export function judgeDrift(tail: readonly LogRow[], baseline: Baseline, threshol
   return { rows: n, lines, drifted };
 }
 
-/** Reads the last `last` rows of the feature log with fast-csv and judges them (judgeDrift). */
-export async function checkFeatureLog({ file, baseline, last, threshold, minZ }: DriftCheckOptions): Promise<DriftCheck> {
+export interface LogCheck extends DriftCheck {
+  /** Lines of the log skipped as malformed (a row torn by a crash or a full disk), counting from 1, the header's. */
+  skippedLines: number[];
+}
+
+/** Decimal numbers only: Number() would also read '' as 0 and '0x10' as 16. */
+const decimal = /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
+const isNumber = (cell: string | undefined) => cell !== undefined && decimal.test(cell) && Number.isFinite(Number(cell));
+
+/**
+ * A row that can be read as data: a positive whole row count and a number in every checked
+ * column. prediction_mean may be empty (no prediction of the request was finite); check-csv does
+ * not average it.
+ */
+function wellFormed(row: LogRow, columns: readonly string[]): boolean {
+  return /^[1-9]\d*$/.test(row.rows ?? '') && (row.prediction_mean === '' || row.prediction_mean === undefined || isNumber(row.prediction_mean)) && columns.every((c) => isNumber(row[c]));
+}
+
+function skippedReport(lines: readonly number[]): string {
+  const shown = lines.slice(0, 10).join(', ');
+  const more = lines.length > 10 ? ` and ${lines.length - 10} more` : '';
+  return `skipped ${lines.length} malformed line${lines.length === 1 ? '' : 's'} at line${lines.length === 1 ? '' : 's'} ${shown}${more} (torn or partial rows, not read as data)`;
+}
+
+/**
+ * Reads the last `last` rows of the feature log with fast-csv and judges them (judgeDrift). A
+ * malformed line, such as a row cut short by a crash or a full disk (a last line without its
+ * line end is one too), is skipped and reported, never read as data.
+ */
+export async function checkFeatureLog({ file, baseline, last, threshold, minZ }: DriftCheckOptions): Promise<LogCheck> {
   const columns = driftChecks(baseline).map((c) => c.column);
+  // One row more than asked for, in case the last one turns out to be torn.
   const tail: LogRow[] = [];
+  const skippedLines: number[] = [];
+  let line = 1;
+  let lastRowLine = 0;
+  let lastByte: number | undefined;
+  const lineOf = (row: LogRow | string[]) => {
+    const at = ++line;
+    for (const cell of Object.values(row)) line += cell.split('\n').length - 1;
+    return at;
+  };
   await new Promise<void>((resolve, reject) => {
     const input = createReadStream(file);
-    const parser = input.pipe(parse<LogRow, LogRow>({ headers: true }));
+    const parser = input.pipe(parse<LogRow, LogRow>({ headers: true, strictColumnHandling: true }).validate((row: LogRow) => wellFormed(row, columns)));
     // pipe() (and fast-csv's parseFile) does not forward a read error such as ENOENT: it would be
     // an unhandled 'error' event that kills the process. Hand it to the parser's handler below.
     input.once('error', (err) => parser.destroy(err));
+    input.on('data', (chunk) => (lastByte = (chunk as Buffer).at(-1)));
     parser
       .on('error', (cause) => reject(new DataInvalidError(file, `cannot read the feature log: ${cause.message}`, { cause })))
       .on('headers', (headers: string[]) => {
@@ -90,13 +129,25 @@ export async function checkFeatureLog({ file, baseline, last, threshold, minZ }:
         if (missing.length > 0) reject(new DataInvalidError(file, `lacks columns ${missing.join(', ')}: it was written for another model`));
       })
       .on('data', (row: LogRow) => {
+        lastRowLine = lineOf(row);
         tail.push(row);
-        if (tail.length > last) tail.shift();
+        if (tail.length > last + 1) tail.shift();
+      })
+      .on('data-invalid', (row: LogRow | string[]) => {
+        skippedLines.push(lineOf(row));
+        lastRowLine = 0;
       })
       .on('end', () => resolve());
   });
-  if (tail.length === 0) throw new DataInvalidError(file, 'has no rows yet; send some predictions first');
-  return judgeDrift(tail, baseline, threshold, minZ);
+  if (lastRowLine > 0 && lastByte !== 0x0a) {
+    tail.pop();
+    skippedLines.push(lastRowLine);
+  }
+  if (tail.length > last) tail.shift();
+  const skipped = skippedLines.length > 0 ? [skippedReport(skippedLines)] : [];
+  if (tail.length === 0) throw new DataInvalidError(file, `has no rows yet; send some predictions first${skipped.map((s) => ` (${s})`).join('')}`);
+  const check = judgeDrift(tail, baseline, threshold, minZ);
+  return { ...check, lines: [...skipped, ...check.lines], skippedLines };
 }
 
 /**

@@ -1,21 +1,71 @@
-import { createWriteStream, openSync, readSync, closeSync, statSync } from 'node:fs';
-import type { Writable } from 'node:stream';
+import { close, closeSync, fstat, ftruncate, open, openSync, read, readSync, stat, statSync, write, type Stats } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import type { FastifyBaseLogger } from 'fastify';
-import { CsvHeaderMismatchError } from '../errors.js';
+import { ConfigInvalidError, CsvHeaderMismatchError } from '../errors.js';
 import { withinFloat32 } from './float32.js';
 import type { FeatureLogCounts } from './metrics.js';
+import { RateLimitedWarn } from './rate-limited-log.js';
 
-export type OpenSink = (file: string) => Writable;
+/**
+ * The file operations of the log. Fault tests replace some of them to cause what a test running
+ * as root cannot cause for real: EACCES, EROFS, a disk that fills up part-way through a write.
+ */
+export interface LogFs {
+  /** Opens for appending, and for reading the last byte; creates the file. */
+  open(path: string): Promise<number>;
+  /** Appends bytes [offset, offset + length) of data; resolves to how many reached the file. */
+  write(fd: number, data: Buffer, offset: number, length: number): Promise<number>;
+  read(fd: number, position: number, length: number): Promise<Buffer>;
+  fstat(fd: number): Promise<Stats>;
+  stat(path: string): Promise<Stats>;
+  /** Empties the file. */
+  truncate(fd: number): Promise<void>;
+  close(fd: number): Promise<void>;
+}
+
+export const nodeLogFs: LogFs = {
+  open: (path) => promisify(open)(path, 'a+'),
+  write: async (fd, data, offset, length) => (await promisify(write)(fd, data, offset, length, null)).bytesWritten,
+  read: async (fd, position, length) => {
+    const { buffer, bytesRead } = await promisify(read)(fd, Buffer.alloc(length), 0, length, position);
+    return buffer.subarray(0, bytesRead);
+  },
+  fstat: (fd) => promisify(fstat)(fd),
+  stat: (path) => promisify(stat)(path),
+  truncate: (fd) => promisify(ftruncate)(fd, 0),
+  close: (fd) => promisify(close)(fd),
+};
+
+export interface FeatureLogOptions {
+  /** Replaces file operations, for fault tests. */
+  fs?: Partial<LogFs>;
+  /** How often the path is checked for rotation; tests lengthen it to see what a write alone notices. */
+  checkEveryMs?: number;
+}
 
 /** How long a broken log waits before trying to reopen the file (disk freed, permission fixed). */
 const REOPEN_AFTER_MS = 1000;
 /**
  * Rows wait up to FLUSH_MS, or until FLUSH_BYTES are pending, then go out in one write: a write
- * per request would cost a stream write and a syscall on libuv's pool for every prediction. A
- * crash can lose at most these milliseconds of rows; a shutdown loses none (close() flushes).
+ * per request would cost a syscall on libuv's pool for every prediction. A crash can lose at most
+ * these milliseconds of rows and the write in flight; a shutdown loses none (close() flushes).
  */
 const FLUSH_MS = 20;
 const FLUSH_BYTES = 64 * 1024;
+/**
+ * How often the path is stat'ed to notice a rotation by itself (mv, rm, copytruncate) when no
+ * SIGHUP comes: one syscall a second, off the request path.
+ */
+const CHECK_EVERY_MS = 1000;
+/**
+ * Ends a row torn by a crash or a write that failed part-way. The comma makes the torn line
+ * malformed whichever field it was cut in (one field too many, an empty feature mean, or too few
+ * fields), so check-csv skips it instead of reading a cut number as data.
+ */
+const TORN_ROW_END = ',\n';
+/** Failure lines a minute at most: a log that fails and recovers every second must not flood stdout. */
+const FAILURE_LOGS_PER_MINUTE = 10;
 
 export function featureLogHeader(features: readonly string[]): string[] {
   return ['timestamp', 'id', 'model', 'version', 'rows', 'feature_mean', 'prediction_mean', ...features.map((f) => `${f}_mean`)];
@@ -30,17 +80,29 @@ export function csvField(value: string): string {
   return /[",\r\n]/.test(field) ? `"${field.replace(/"/g, '""')}"` : field;
 }
 
-interface Sink {
-  file: Writable;
+/** The file the log writes to now. */
+interface OpenFile {
+  fd: number;
+  ino: number;
+  dev: number;
+  /** Rotation checks apply to regular files only: /dev/full or a pipe has no size to compare. */
+  regular: boolean;
+  /** What its size should be: its size when opened plus every byte written since. */
+  size: number;
   headerPending: boolean;
-  broken: boolean;
+  tornRow: boolean;
 }
 
 /**
  * The CSV feature log of DESIGN.md: one writer, so rows never interleave; one row per accepted
  * request; the header only when the file is new or empty, so restarts append under one header.
  * A write failure never fails a prediction: the row is counted as an error, the failure is logged
- * once per streak, and the file is reopened on a later row.
+ * (rate-limited), and the file is reopened a second later.
+ *
+ * Rotation: reopen() (SIGHUP) finishes the pending rows in the old file and opens the path anew;
+ * a stat of the path every second notices by itself a file moved away, deleted or truncated; and
+ * an fstat after each write notices a file deleted or truncated under it. A row counts as written
+ * only when it is whole in a file that still has a name; rows written to a deleted file are lost.
  *
  * Rows are formatted here rather than through a fast-csv stream, whose per-row stream machinery
  * and per-field escaping cost several microseconds a request, more than all the other monitoring;
@@ -50,13 +112,26 @@ interface Sink {
 export class FeatureLog implements FeatureLogCounts {
   rowsWritten = 0;
   rowErrors = 0;
-  private sink: Sink | undefined;
+  rowsLost = 0;
+  private readonly fs: LogFs;
+  private current: OpenFile | undefined;
+  /** No open attempt before this time after a failure. */
+  private retryAt = 0;
+  private closed = false;
   private failing = false;
   private failedSince = 0;
-  private lastOpenAttempt = 0;
+  private failureCode: string | undefined;
+  private readonly failureLog: RateLimitedWarn;
+  /** File operations run one at a time, in order: rows never interleave, a reopen never races a write. */
+  private queue: Promise<void> = Promise.resolve();
+  private writeQueued = false;
+  private checkQueued = false;
+  private readonly checkTimer: NodeJS.Timeout;
   private readonly header: string;
   /** `,model,version,`: the same in every row, escaped once. */
   private readonly between: string;
+  /** Line ends in one row: one, plus any inside a quoted model name or version. */
+  private readonly lineEndsPerRow: number;
   /** Scratch for one row's feature means, reused: append runs once per accepted request. */
   private readonly means: Float64Array;
   private pending = '';
@@ -72,13 +147,21 @@ export class FeatureLog implements FeatureLogCounts {
     version: string,
     private readonly features: readonly string[],
     private readonly log: FastifyBaseLogger,
-    private readonly openSink: OpenSink = (path) => createWriteStream(path, { flags: 'a' }),
+    options: FeatureLogOptions = {},
   ) {
     this.header = `${featureLogHeader(features).map(csvField).join(',')}\n`;
     this.between = `,${csvField(model)},${csvField(version)},`;
+    this.lineEndsPerRow = this.between.split('\n').length;
     this.means = new Float64Array(features.length);
-    this.checkExistingHeader();
-    this.sink = this.open();
+    this.fs = { ...nodeLogFs, ...options.fs };
+    this.failureLog = new RateLimitedWarn(log, FAILURE_LOGS_PER_MINUTE);
+    this.checkAtStartup();
+    // Opened now rather than at the first row: the file exists from start-up (simulate counts its
+    // rows before it sends any), and a path that cannot be opened is reported before traffic comes.
+    void this.enqueue(async () => {
+      this.current ??= await this.openFile(0);
+    });
+    this.checkTimer = setInterval(this.scheduleCheck, options.checkEveryMs ?? CHECK_EVERY_MS).unref();
   }
 
   /** Appends the request's row: per-feature means over its rows, the overall feature mean, the prediction mean. */
@@ -112,7 +195,7 @@ export class FeatureLog implements FeatureLogCounts {
     let line = `${this.stamp},${id}${this.between}${rows},${all / (rows * width)},${predicted === 0 ? '' : predictionSum / predicted}`;
     for (let f = 0; f < width; f++) line += `,${featureMeans[f]}`;
 
-    if (!this.usableSink()) {
+    if (this.closed || (this.current === undefined && now < this.retryAt)) {
       this.rowErrors++;
       return;
     }
@@ -122,82 +205,194 @@ export class FeatureLog implements FeatureLogCounts {
     else this.flushTimer ??= setTimeout(this.flush, FLUSH_MS);
   }
 
-  /** Writes every row appended so far and closes the file. */
-  async close(): Promise<void> {
-    this.flush();
-    const sink = this.sink;
-    this.sink = undefined;
-    if (!sink || sink.broken) return;
-    await new Promise<void>((resolve) => sink.file.end(resolve));
+  /**
+   * What logrotate's postrotate SIGHUP asks for: the rows appended so far go to the file open now,
+   * later rows to the path opened anew (with a header when it is new or empty). After a failure it
+   * retries at once rather than a second later.
+   */
+  reopen(): Promise<void> {
+    this.retryAt = 0;
+    return this.enqueue(async () => {
+      await this.writePending();
+      await this.closeFile();
+    });
   }
 
-  /** Hands the pending rows to the file in one write; they count as written or failed when it settles. */
+  /** Writes every row appended so far and closes the file. */
+  async close(): Promise<void> {
+    clearInterval(this.checkTimer);
+    clearTimeout(this.flushTimer);
+    this.closed = true;
+    await this.enqueue(async () => {
+      await this.writePending();
+      await this.closeFile();
+    });
+  }
+
+  private enqueue(task: () => Promise<void>): Promise<void> {
+    // Every task settles its own rows; the catch keeps an unexpected failure from being an unhandled rejection.
+    this.queue = this.queue.then(task).catch((err: Error) => this.noteFailure(err));
+    return this.queue;
+  }
+
   private readonly flush = (): void => {
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
+    if (this.writeQueued || this.pendingRows === 0) return;
+    this.writeQueued = true;
+    void this.enqueue(this.writePending);
+  };
+
+  private readonly scheduleCheck = (): void => {
+    if (this.checkQueued) return;
+    this.checkQueued = true;
+    void this.enqueue(this.checkPath);
+  };
+
+  /** Writes the pending rows in one write, opening the path first when no file is open. */
+  private readonly writePending = async (): Promise<void> => {
+    this.writeQueued = false;
     const rows = this.pendingRows;
     if (rows === 0) return;
     const chunk = this.pending;
     this.pending = '';
     this.pendingRows = 0;
-    const sink = this.sink;
-    if (!sink || sink.broken) {
+    const file = this.current ?? (await this.openFile(rows));
+    if (!file) return;
+    if (!(await this.writeRows(file, chunk, rows))) return;
+    try {
+      await this.settle(file, chunk, rows);
+    } catch (err) {
+      // The rows reached the file, but what became of the file is unknown.
+      this.noteFailure(err as Error);
       this.rowErrors += rows;
-      return;
+      await this.closeFile(REOPEN_AFTER_MS);
     }
-    if (sink.headerPending) {
-      sink.headerPending = false;
-      sink.file.write(this.header);
-    }
-    sink.file.write(chunk, (err) => this.settleRows(rows, err ?? undefined));
   };
 
-  private usableSink(): Sink | undefined {
-    if (this.sink && !this.sink.broken) return this.sink;
-    const now = Date.now();
-    if (now - this.lastOpenAttempt < REOPEN_AFTER_MS) return undefined;
-    this.sink = this.open();
-    return this.sink;
-  }
-
-  private open(): Sink {
-    this.lastOpenAttempt = Date.now();
-    const size = fileSize(this.file);
-    const file = this.openSink(this.file);
-    const sink: Sink = { file, headerPending: size === 0, broken: false };
-    // A crash can leave the last row without its line end; start ours on a fresh line.
-    if (size > 0 && lastByte(this.file) !== 0x0a) file.write('\n');
-    file.on('error', (err) => {
-      sink.broken = true;
-      this.noteFailure(err);
-    });
-    return sink;
-  }
-
-  /** Counts the outcome of a write of `rows` rows; logs only when a failure streak starts and ends. */
-  private settleRows(rows: number, err: Error | undefined): void {
-    if (err) {
-      this.noteFailure(err);
-      this.rowErrors += rows;
+  /** Counts rows just written: written when their file still has a name and holds them, else lost or written again. */
+  private async settle(file: OpenFile, chunk: string, rows: number): Promise<void> {
+    const after = await this.fs.fstat(file.fd);
+    if (after.nlink === 0) {
+      this.rowsLost += rows;
+      this.failureLog.error({ file: this.file, rows }, 'feature log file was deleted; rows written to it are lost (model_feature_log_lost_rows_total), the path is opened anew');
+      await this.closeFile();
+      return;
+    }
+    if (file.regular && after.size < file.size) {
+      // copytruncate emptied the file: after this write it holds nothing of ours, or this write at
+      // its start without a header. Either way the rows are written again, under a header.
+      if (after.size > 0) await this.fs.truncate(file.fd);
+      this.log.info({ file: this.file, reason: 'truncated' }, 'feature log reopened');
+      await this.closeFile();
+      this.pending = chunk + this.pending;
+      this.pendingRows += rows;
+      this.flush();
       return;
     }
     this.rowsWritten += rows;
     if (this.failing) {
       this.failing = false;
+      this.failureCode = undefined;
       this.log.info({ file: this.file, failedRows: this.rowErrors - this.failedSince }, 'feature log writes again');
     }
   }
 
-  private noteFailure(err: Error): void {
-    if (!this.failing) {
-      this.failing = true;
-      this.failedSince = this.rowErrors;
-      this.log.error({ err, file: this.file }, 'feature log write failed; predictions go on, failed rows count in model_feature_log_errors_total');
+  /**
+   * Appends the rows, after a header or a torn row's end when due. When the write fails part-way
+   * (a disk that fills up), the rows that reached the file whole count as written, the rest as errors.
+   */
+  private async writeRows(file: OpenFile, chunk: string, rows: number): Promise<boolean> {
+    const prefix = `${file.tornRow ? TORN_ROW_END : ''}${file.headerPending ? this.header : ''}`;
+    const data = Buffer.from(prefix + chunk);
+    let done = 0;
+    try {
+      while (done < data.length) done += await this.fs.write(file.fd, data, done, data.length - done);
+    } catch (err) {
+      this.noteFailure(err as Error);
+      const start = Buffer.byteLength(prefix);
+      const whole = done <= start ? 0 : Math.floor(countLineEnds(data, start, done) / this.lineEndsPerRow);
+      this.rowsWritten += whole;
+      this.rowErrors += rows - whole;
+      await this.closeFile(REOPEN_AFTER_MS);
+      return false;
+    }
+    file.size += data.length;
+    file.headerPending = false;
+    file.tornRow = false;
+    return true;
+  }
+
+  /** Opens the path: a header is due when the file is new or empty, a torn row's end when its last line lacks one. */
+  private async openFile(rows: number): Promise<OpenFile | undefined> {
+    if (Date.now() < this.retryAt) {
+      this.rowErrors += rows;
+      return undefined;
+    }
+    let fd: number | undefined;
+    try {
+      fd = await this.fs.open(this.file);
+      const st = await this.fs.fstat(fd);
+      const tornRow = st.size > 0 && (await this.fs.read(fd, st.size - 1, 1))[0] !== 0x0a;
+      this.current = { fd, ino: st.ino, dev: st.dev, regular: st.isFile(), size: st.size, headerPending: st.size === 0, tornRow };
+      return this.current;
+    } catch (err) {
+      this.noteFailure(err as Error);
+      this.rowErrors += rows;
+      if (fd !== undefined) await this.fs.close(fd).catch(() => undefined);
+      this.retryAt = Date.now() + REOPEN_AFTER_MS;
+      return undefined;
     }
   }
 
-  private checkExistingHeader(): void {
-    if (fileSize(this.file) === 0) return;
+  /** Closes the file; the next write opens the path anew, at once or after `retryAfterMs`. */
+  private async closeFile(retryAfterMs = 0): Promise<void> {
+    const file = this.current;
+    this.current = undefined;
+    if (retryAfterMs > 0) this.retryAt = Date.now() + retryAfterMs;
+    if (!file) return;
+    try {
+      await this.fs.close(file.fd);
+    } catch (err) {
+      this.noteFailure(err as Error);
+    }
+  }
+
+  /** Notices a rotation that sent no SIGHUP: the path names another file or none, or the file is shorter than written. */
+  private readonly checkPath = async (): Promise<void> => {
+    this.checkQueued = false;
+    const file = this.current;
+    if (!file?.regular) return;
+    const st = await this.fs.stat(this.file).catch(() => undefined);
+    const reason = !st ? 'gone' : st.ino !== file.ino || st.dev !== file.dev ? 'replaced' : st.size < file.size ? 'truncated' : undefined;
+    if (!reason) return;
+    this.log.info({ file: this.file, reason }, 'feature log reopened');
+    await this.closeFile();
+  };
+
+  /** Logs a failure when a streak starts or its cause changes, rate-limited; predictions go on. */
+  private noteFailure(err: Error): void {
+    const { code } = err as NodeJS.ErrnoException;
+    if (!this.failing) this.failedSince = this.rowErrors;
+    if (!this.failing || code !== this.failureCode) {
+      this.failureLog.error({ err, file: this.file }, 'feature log write failed; predictions go on, failed rows count in model_feature_log_errors_total');
+    }
+    this.failing = true;
+    this.failureCode = code;
+  }
+
+  /** A directory or another model's log is refused before the server starts; a missing one is created later. */
+  private checkAtStartup(): void {
+    let st: Stats | undefined;
+    try {
+      st = statSync(this.file);
+    } catch {
+      // No file, or no folder for it: the first write reports why, and retries.
+    }
+    if (st?.isDirectory()) {
+      throw new ConfigInvalidError(`--csv / MODELWATCH_CSV = ${JSON.stringify(this.file)}`, `is a directory; name a file in it, such as ${join(this.file, 'feature_log.csv')}`);
+    }
+    if (!st || st.size === 0) return;
     const expected = this.header.slice(0, -1);
     const found = firstLine(this.file);
     if (found !== expected) {
@@ -206,24 +401,19 @@ export class FeatureLog implements FeatureLogCounts {
   }
 }
 
-function fileSize(file: string): number {
-  try {
-    return statSync(file).size;
-  } catch {
-    return 0;
-  }
+function countLineEnds(data: Buffer, start: number, end: number): number {
+  let n = 0;
+  for (let i = data.indexOf(0x0a, start); i !== -1 && i < end; i = data.indexOf(0x0a, i + 1)) n++;
+  return n;
 }
 
-function readAt(file: string, position: number, length: number): Buffer {
+function firstLine(file: string): string {
   const fd = openSync(file, 'r');
   try {
-    const buf = Buffer.alloc(length);
-    const n = readSync(fd, buf, 0, length, position);
-    return buf.subarray(0, n);
+    const buf = Buffer.alloc(64 * 1024);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    return buf.subarray(0, n).toString('utf8').split(/\r?\n/, 1)[0]!;
   } finally {
     closeSync(fd);
   }
 }
-
-const lastByte = (file: string): number | undefined => readAt(file, fileSize(file) - 1, 1)[0];
-const firstLine = (file: string): string => readAt(file, 0, 64 * 1024).toString('utf8').split(/\r?\n/, 1)[0]!;

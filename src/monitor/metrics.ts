@@ -24,6 +24,8 @@ export const invalidReasons = [
   'empty_body',
   'unsupported_media_type',
   'body_too_large',
+  // Arrays and objects nested deeper than MAX_JSON_DEPTH (routes/json-body.ts).
+  'too_deep',
   'missing_features',
   'unknown_field',
   'wrong_type',
@@ -52,6 +54,7 @@ export const feedbackRejectReasons = [
   'empty_body',
   'unsupported_media_type',
   'body_too_large',
+  'too_deep',
   'wrong_type',
   'missing_field',
   'unknown_field',
@@ -94,6 +97,7 @@ class ScrapeTimeMetric {
 export interface FeatureLogCounts {
   readonly rowsWritten: number;
   readonly rowErrors: number;
+  readonly rowsLost: number;
 }
 
 export interface Metrics {
@@ -196,6 +200,9 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
   );
   register('model_feature_log_rows_total', 'Rows written to the CSV feature log.', 'counter', () => [{ labels: id, value: featureLog.rowsWritten }]);
   register('model_feature_log_errors_total', 'Rows the CSV feature log failed to write.', 'counter', () => [{ labels: id, value: featureLog.rowErrors }]);
+  register('model_feature_log_lost_rows_total', 'Rows written to a CSV feature log file that was deleted before the log reopened its path.', 'counter', () => [
+    { labels: id, value: featureLog.rowsLost },
+  ]);
 
   register('model_feedback_total', 'Ground-truth labels received, by outcome.', 'counter', () =>
     feedbackOutcomes.map((outcome, i) => ({ labels: { ...id, outcome }, value: feedback.outcomes[i]! })),

@@ -1,8 +1,9 @@
 import type { FastifyBaseLogger } from 'fastify';
 
 /**
- * At most `perMinute` warnings a minute; the ones held back are counted and reported with the
- * next one that gets through, so a flood of outliers is visible without flooding the log.
+ * At most `perMinute` lines a minute, warnings and errors together; the ones held back are
+ * counted and reported with the next one that gets through, so a flood of outliers or of feature
+ * log failures is visible without flooding the log.
  */
 export class RateLimitedWarn {
   private windowStart = 0;
@@ -15,6 +16,14 @@ export class RateLimitedWarn {
   ) {}
 
   warn(fields: Record<string, unknown>, msg: string, now = Date.now()): void {
+    this.write('warn', fields, msg, now);
+  }
+
+  error(fields: Record<string, unknown>, msg: string, now = Date.now()): void {
+    this.write('error', fields, msg, now);
+  }
+
+  private write(level: 'warn' | 'error', fields: Record<string, unknown>, msg: string, now: number): void {
     if (now - this.windowStart >= 60_000) {
       this.windowStart = now;
       this.sent = 0;
@@ -24,7 +33,7 @@ export class RateLimitedWarn {
       return;
     }
     this.sent++;
-    this.log.warn({ ...fields, suppressedSinceLast: this.suppressed }, msg);
+    this.log[level]({ ...fields, suppressedSinceLast: this.suppressed }, msg);
     this.suppressed = 0;
   }
 }

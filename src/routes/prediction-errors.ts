@@ -4,9 +4,9 @@ import { BodyTooLargeError, EmptyBodyError, InvalidInputError, MalformedJsonErro
 import type { InvalidReason, Metrics } from '../monitor/metrics.js';
 
 /** The rejections every JSON route shares; each route's reason enum includes them. */
-type BodyReason = 'malformed_json' | 'empty_body' | 'unsupported_media_type' | 'body_too_large';
+type BodyReason = 'malformed_json' | 'empty_body' | 'unsupported_media_type' | 'body_too_large' | 'too_deep';
 
-/** Fastify's own body-parsing errors, mapped onto our catalogue and reasons; `hint` says what the route expects. */
+/** Body-parsing errors (Fastify's, and the depth bound's), mapped onto our catalogue and reasons; `hint` says what the route expects. */
 export function fromBodyParser(error: FastifyError, request: FastifyRequest, bodyLimit: number, hint: string): { reason: BodyReason; error: FastifyError } | undefined {
   switch (error.code) {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
@@ -18,6 +18,8 @@ export function fromBodyParser(error: FastifyError, request: FastifyRequest, bod
       return { reason: 'unsupported_media_type', error: new UnsupportedMediaTypeError(JSON.stringify(request.headers['content-type'] ?? '(none)'), { cause: error }) };
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return { reason: 'body_too_large', error: new BodyTooLargeError(bodyLimit, { cause: error }) };
+    case 'MW_ERR_JSON_TOO_DEEP':
+      return { reason: 'too_deep', error };
     default:
       // The JSON parser reports prototype-poisoning and syntax errors as plain 400s.
       if (error instanceof SyntaxError || (error.statusCode === 400 && !error.validation)) {

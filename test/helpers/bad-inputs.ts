@@ -25,6 +25,8 @@ export function badInputs(complete: (body: Body) => Body = (body) => body): BadI
   const json = (body: unknown) => JSON.stringify(typeof body === 'object' && body !== null && !Array.isArray(body) ? complete(body as Body) : body);
   // JSON.stringify cannot write 1e400: a placeholder string is swapped for the raw number.
   const rawRow = (last: string) => json({ features: withValue(9, 'RAW') }).replace('"RAW"', last);
+  // `arrays` nested arrays inside the body's object: a body one level deeper than that.
+  const deepFeatures = (arrays: number) => json({ features: 'DEEP' }).replace('"DEEP"', `${'['.repeat(arrays)}1${']'.repeat(arrays)}`);
   return [
     { name: 'malformed JSON', payload: '{"features": [1, 2', status: 400, code: 'MW_ERR_MALFORMED_JSON', reason: 'malformed_json', message: /^body is not valid JSON/ },
     { name: 'empty body', payload: '', status: 400, code: 'MW_ERR_EMPTY_BODY', reason: 'empty_body', message: /^body is empty/ },
@@ -52,6 +54,7 @@ export function badInputs(complete: (body: Body) => Body = (body) => body): BadI
     { name: 'both features and instances', payload: json({ features: row, instances: [row] }), status: 400, code: 'MW_ERR_INVALID_INPUT', reason: 'unknown_field', message: /both "features" and "instances"/ },
     { name: 'instances that is not a list', payload: json({ instances: { a: 1 } }), status: 400, code: 'MW_ERR_INVALID_INPUT', reason: 'wrong_type', message: /^body\.instances must be a list of rows/ },
     { name: 'a bad value inside a batch row', payload: json({ instances: [row, withValue(4, 'x')] }), status: 400, code: 'MW_ERR_INVALID_INPUT', reason: 'not_a_number', message: /^body\.instances\.1\.4 must be a number, got a string$/ },
+    { name: 'arrays nested 33 levels deep', payload: deepFeatures(32), status: 400, code: 'MW_ERR_JSON_TOO_DEEP', reason: 'too_deep', message: /^body nests arrays and objects more than 32 levels deep/ },
     { name: 'a string that looks like a number is not coerced', payload: json({ features: withValue(5, '93.2') }), status: 400, code: 'MW_ERR_INVALID_INPUT', reason: 'not_a_number', message: /^body\.features\.5 must be a number/ },
   ];
 }

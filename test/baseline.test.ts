@@ -1,0 +1,72 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import t from 'tap';
+import { loadBaseline } from '../src/model/baseline.js';
+import { diabetesBaseline, tempDir } from './helpers/app.js';
+
+type Editable = Record<string, any>;
+
+/**
+ * Each breaks one field of the served model's baseline (or, with `whole`, replaces the file's
+ * content); `raw` swaps the string "RAW" for text JSON.stringify cannot write.
+ */
+const broken: { name: string; edit?: (b: Editable) => unknown; whole?: unknown; raw?: string; problem: string }[] = [
+  { name: 'quantiles null', edit: (b) => (b.prediction.quantiles = null), problem: 'prediction.quantiles must be object, got null' },
+  { name: 'quantiles a list', edit: (b) => (b.prediction.quantiles = [1, 2]), problem: 'prediction.quantiles must be object, got [1,2]' },
+  { name: 'a quantile that is a string', edit: (b) => (b.prediction.quantiles['0.5'] = 'high'), problem: 'prediction.quantiles.0.5 must be number, got "high"' },
+  { name: 'no prediction', edit: (b) => delete b.prediction, problem: 'prediction is missing' },
+  { name: 'prediction without stddev', edit: (b) => delete b.prediction.stddev, problem: 'prediction.stddev is missing' },
+  { name: 'no abs_error_mean', edit: (b) => delete b.abs_error_mean, problem: 'abs_error_mean is missing' },
+  {
+    name: 'abs_error_mean 0',
+    edit: (b) => (b.abs_error_mean = 0),
+    problem: 'abs_error_mean must be > 0, got 0 (the MAE on held-out data, or null without a target; the abs-error buckets are multiples of it)',
+  },
+  {
+    name: 'no held-out MAE and predictions that never vary',
+    edit: (b) => Object.assign(b, { abs_error_mean: null, prediction: { ...b.prediction, stddev: 0 } }),
+    problem: 'prediction.stddev is 0 and abs_error_mean null: the abs-error buckets would all be 0; build the baseline with a target',
+  },
+  { name: 'prediction min above max', edit: (b) => (b.prediction.min = b.prediction.max + 1), problem: `prediction.min ${diabetesBaseline.prediction.max + 1} is above prediction.max ${diabetesBaseline.prediction.max}` },
+  { name: 'the file a list', whole: ['diabetes'], problem: 'the file must be object, got ["diabetes"]' },
+  { name: 'an empty model name', edit: (b) => (b.model = ''), problem: 'model must NOT have fewer than 1 characters, got ""' },
+  { name: 'no features', edit: (b) => (b.features = []), problem: 'features must NOT have fewer than 1 items, got []' },
+  { name: 'a feature that is null', edit: (b) => (b.features[4] = null), problem: 'features[4] must be object, got null' },
+  { name: 'a feature without bin_edges', edit: (b) => delete b.features[0].bin_edges, problem: 'features[0].bin_edges is missing' },
+  { name: 'bin_edges null', edit: (b) => (b.features[0].bin_edges = null), problem: 'features[0].bin_edges must be array, got null' },
+  { name: 'a mean of 1e400', edit: (b) => (b.features[3].mean = 'RAW'), raw: '1e400', problem: 'features[3].mean must be number, got Infinity' },
+  { name: 'a negative stddev', edit: (b) => (b.features[0].stddev = -1), problem: 'features[0].stddev must be >= 0, got -1' },
+  { name: 'min above max', edit: (b) => Object.assign(b.features[2], { min: 5, max: 4 }), problem: 'features[2].min 5 is above features[2].max 4' },
+  {
+    name: 'a name that is no identifier',
+    edit: (b) => (b.features[6].name = 'blood pressure'),
+    problem: 'features[6].name must match pattern "^[A-Za-z_][A-Za-z0-9_]*$", got "blood pressure" (an identifier: it names CSV columns)',
+  },
+  { name: 'a repeated name', edit: (b) => (b.features[5].name = 'age'), problem: 'features[5].name "age" is repeated' },
+  { name: 'bin_edges descending', edit: (b) => b.features[0].bin_edges.reverse(), problem: 'features[0].bin_edges must be strictly ascending' },
+  { name: 'an empty training bin', edit: (b) => (b.features[2].bin_ratios[3] = 0), problem: 'features[2].bin_ratios[3] must be > 0, got 0 (an empty training bin makes PSI infinite)' },
+  { name: 'one share short', edit: (b) => b.features[1].bin_ratios.pop(), problem: 'features[1].bin_ratios has 1 shares for 1 bin_edges; it needs one share more than edges' },
+  { name: 'shares summing to 50', edit: (b) => (b.features[1].bin_ratios = [25, 25]), problem: 'features[1].bin_ratios sum to 50, not 1 (within 0.000001): they are shares of the training rows' },
+  { name: 'shares summing to 0.999', edit: (b) => (b.features[1].bin_ratios = [0.5, 0.499]), problem: 'features[1].bin_ratios sum to 0.999, not 1 (within 0.000001): they are shares of the training rows' },
+];
+
+t.test('a broken baseline is refused with MW_ERR_BASELINE_INVALID naming the file and the field, never a TypeError', async (t) => {
+  const file = join(await tempDir(t), 'baseline.json');
+  for (const c of broken) {
+    const b = structuredClone(diabetesBaseline) as Editable;
+    c.edit?.(b);
+    const text = JSON.stringify(c.whole ?? b);
+    await writeFile(file, c.raw ? text.replace('"RAW"', c.raw) : text);
+    await t.rejects(loadBaseline(file), { code: 'MW_ERR_BASELINE_INVALID', message: `baseline file ${file} is not usable: ${c.problem}` }, c.name);
+  }
+});
+
+t.test('a baseline within the tolerances loads', async (t) => {
+  const file = join(await tempDir(t), 'baseline.json');
+  const b = structuredClone(diabetesBaseline) as Editable;
+  b.features[1].bin_ratios = [0.5, 0.5 + 9e-7];
+  b.abs_error_mean = null;
+  b.prediction.quantiles = {};
+  await writeFile(file, JSON.stringify(b));
+  t.same(await loadBaseline(file), b, 'shares off by 9e-7, no held-out MAE, no quantiles');
+});
