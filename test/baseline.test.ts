@@ -1,8 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { loadBaseline } from '../src/model/baseline.js';
-import { diabetesBaseline, tempDir } from './helpers/app.js';
+import { diabetesBaseline, repoRoot, tempDir } from './helpers/app.js';
 
 type Editable = Record<string, any>;
 
@@ -58,6 +59,34 @@ t.test('a broken baseline is refused with MW_ERR_BASELINE_INVALID naming the fil
     const text = JSON.stringify(c.whole ?? b);
     await writeFile(file, c.raw ? text.replace('"RAW"', c.raw) : text);
     await t.rejects(loadBaseline(file), { code: 'MW_ERR_BASELINE_INVALID', message: `baseline file ${file} is not usable: ${c.problem}` }, c.name);
+  }
+});
+
+const irisBaseline = JSON.parse(readFileSync(join(repoRoot, 'models/iris/baseline.json'), 'utf8')) as Editable;
+
+/** The same, for a classifier's fields. */
+const brokenClassifier: { name: string; edit: (b: Editable) => unknown; problem: string | RegExp }[] = [
+  { name: 'an unknown task', edit: (b) => (b.task = 'ranking'), problem: 'task must be equal to one of the allowed values, got "ranking"' },
+  { name: 'no classes', edit: (b) => delete b.classes, problem: 'classes is missing' },
+  { name: 'one class', edit: (b) => (b.classes = ['setosa']), problem: 'classes must NOT have fewer than 2 items, got ["setosa"]' },
+  { name: 'a repeated class', edit: (b) => (b.classes = ['setosa', 'setosa', 'virginica']), problem: /^classes must NOT have duplicate items/ },
+  { name: 'class shares null', edit: (b) => (b.prediction.class_shares = null), problem: 'prediction.class_shares must be array, got null' },
+  { name: 'a class share of 0', edit: (b) => (b.prediction.class_shares = [0, 0.5, 0.5]), problem: 'prediction.class_shares[0] must be > 0, got 0 (a class share of 0 makes the class PSI infinite)' },
+  { name: 'a share per class short', edit: (b) => (b.prediction.class_shares = [0.5, 0.5]), problem: 'prediction.class_shares has 2 shares for 3 classes; it needs one per class, in "classes" order' },
+  { name: 'class shares summing to 1.5', edit: (b) => (b.prediction.class_shares = [0.5, 0.5, 0.5]), problem: 'prediction.class_shares sum to 1.5, not 1 (within 0.000001)' },
+  { name: 'label shares summing to 0.9', edit: (b) => (b.label_shares = [0.3, 0.3, 0.3]), problem: /^label_shares sum to 0\.8999.*, not 1/ },
+  { name: 'an accuracy of 2', edit: (b) => (b.accuracy = 2), problem: 'accuracy must be <= 1, got 2' },
+  { name: 'no accuracy', edit: (b) => delete b.accuracy, problem: 'accuracy is missing' },
+];
+
+t.test('a broken classifier baseline is refused naming the field', async (t) => {
+  const file = join(await tempDir(t), 'baseline.json');
+  for (const c of brokenClassifier) {
+    const b = structuredClone(irisBaseline);
+    c.edit(b);
+    await writeFile(file, JSON.stringify(b));
+    const message = typeof c.problem === 'string' ? `baseline file ${file} is not usable: ${c.problem}` : new RegExp(`^baseline file ${file} is not usable: ${c.problem.source.slice(1)}`);
+    await t.rejects(loadBaseline(file), { code: 'MW_ERR_BASELINE_INVALID', message }, c.name);
   }
 });
 

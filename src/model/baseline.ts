@@ -106,12 +106,13 @@ const classificationSchema = {
 const validateBaseline = new Ajv({ allErrors: false, strict: true, strictNumbers: true, verbose: true }).compile({
   type: 'object',
   required: ['model', 'version', 'features', 'scalar_feature_mean'],
-  // Baselines written before classifiers existed have no task: they are regressions.
-  if: { required: ['task'], properties: { task: { const: 'classification' } } },
-  then: classificationSchema,
-  else: regressionSchema,
+  allOf: [
+    // The task first, so that an unknown one is named as such, not as a regression's missing field.
+    { properties: { task: { enum: ['regression', 'classification'] } } },
+    // Baselines written before classifiers existed have no task: they are regressions.
+    { if: { required: ['task'], properties: { task: { const: 'classification' } } }, then: classificationSchema, else: regressionSchema },
+  ],
   properties: {
-    task: { enum: ['regression', 'classification'] },
     model: { type: 'string', minLength: 1 },
     version: { type: 'string', minLength: 1 },
     features: {
