@@ -64,7 +64,7 @@ export function createWatch(config: ServeConfig, baseline: Baseline, model: Mode
   const featureNames = baseline.features.map((f) => f.name);
   const classes = baseline.task === 'classification' ? baseline.classes.length : 0;
   const monitor = new Monitor(new FeatureMonitor(baseline, config.window), predictionMonitor(config, baseline, model));
-  const featureLog = config.csv === '' ? undefined : new FeatureLog(config.csv, baseline.model, baseline.version, featureNames, log, options.featureLog);
+  const featureLog = config.csv === '' ? undefined : new FeatureLog(config.csv, baseline.model, baseline.version, featureNames, baseline.task === 'classification' ? baseline.classes : [], log, options.featureLog);
   const noLog = { rowsWritten: 0, rowErrors: 0, rowsLost: 0 };
   const store = new PredictionStore(config.feedbackMaxEntries, config.feedbackTtlSeconds * 1000, options.clock ?? (() => performance.now()));
   const feedback = new Feedback(store, baseline);
@@ -94,7 +94,7 @@ export function createWatch(config: ServeConfig, baseline: Baseline, model: Mode
           outlierWarn.warn({ id: requestId, outliers, rows }, 'prediction of a class outside the baseline, or with probabilities that are none');
         }
       }
-      featureLog?.append(requestId, features, loggedPredictions(answer, classes, rows), rows);
+      featureLog?.append(requestId, features, loggedPredictions(answer, classes, rows), rows, answer.task === 'classification' ? answer.classes : undefined);
       // What a label is compared with: the predicted value, or the predicted class's index.
       feedback.store.remember(requestId, answer.task === 'regression' ? answer.values : answer.classes, rows);
       metrics.countRequest('ok');

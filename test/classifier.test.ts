@@ -6,8 +6,9 @@ import { buildApp } from '../src/app.js';
 import { parseServeConfig } from '../src/config.js';
 import type { ClassificationBaseline } from '../src/model/baseline.js';
 import { buildBaseline } from '../src/model/build-baseline.js';
+import { checkFeatureLog } from '../src/monitor/check-csv.js';
 import { CONFIDENCE_BUCKETS, PROBABILITY_BUCKETS } from '../src/monitor/classification.js';
-import { predict, repoRoot, sample, scrape, tempDir, testApp } from './helpers/app.js';
+import { eventually, predict, repoRoot, sample, scrape, tempDir, testApp } from './helpers/app.js';
 import { fakeUpstream, listen, postJson } from './helpers/sidecar.js';
 
 const fixtures = join(repoRoot, 'models/fixtures');
@@ -256,4 +257,39 @@ t.test('a binary baseline with a target records label shares and accuracy', asyn
   t.same(baseline.label_shares, [100 / 150, 50 / 150]);
   t.equal(baseline.accuracy, 146 / 150, 'as the fixture generator measured');
   t.equal(baseline.prediction.class_shares.reduce((a, b) => a + b, 0), 1);
+});
+
+t.test('the feature log of a classifier: mean confidence and a count per class; check-csv warns when a class share moves', async (t) => {
+  const { app, csv } = await testApp(t, ['--model-dir', irisDir]);
+  const answered = await sendRows(t, app);
+  await eventually(async () => sample(await scrape(app), 'model_feature_log_rows_total{model="iris",version="1"}') === 11, 'eleven CSV rows');
+  const [header, ...lines] = (await readFile(csv, 'utf8')).trim().split('\n');
+  t.equal(header, 'timestamp,id,model,version,rows,feature_mean,prediction_mean,sepal_length_mean,sepal_width_mean,petal_length_mean,petal_width_mean,class_setosa_count,class_versicolor_count,class_virginica_count');
+  const cells = lines.map((line) => line.split(','));
+  const top = (a: (typeof answered)[number]) => Math.max(...Object.values(a.probabilities!));
+  t.same(cells.slice(0, 10).map((c) => Number(c[6])), answered.slice(0, 10).map(top), 'a single row\'s prediction_mean is its top-class probability');
+  const batch = answered.slice(10);
+  t.ok(Math.abs(Number(cells[10]![6]) - batch.reduce((s, a) => s + top(a), 0) / batch.length) < 1e-12, 'a batch\'s is the mean of them');
+  const classes = ['setosa', 'versicolor', 'virginica'];
+  t.same(cells[10]!.slice(-3).map(Number), classes.map((cls) => batch.filter((a) => a.prediction === cls).length), 'the batch row counts its rows per class');
+  t.same(cells[0]!.slice(-3).map(Number), classes.map((cls) => (answered[0]!.prediction === cls ? 1 : 0)));
+
+  const baseline = JSON.parse(await readFile(join(irisDir, 'baseline.json'), 'utf8')) as ClassificationBaseline;
+  const ok = await checkFeatureLog({ file: csv, baseline, last: 11, threshold: 0.2, minZ: 3 });
+  t.same(ok.lines, ['OK: no feature mean and no class share deviates more than 20.0% (and 3 standard errors) from training over the last 11 requests']);
+
+  // 30 requests of one virginica row: all of them virginica, and the petal features far from their means too.
+  const virginica = testRows.find((r) => r.target === 'virginica')!.features;
+  for (let i = 0; i < 30; i++) t.equal((await predict(app, { features: virginica })).json().prediction, 'virginica');
+  await eventually(async () => sample(await scrape(app), 'model_feature_log_rows_total{model="iris",version="1"}') === 41, 'all rows logged');
+  const drifted = await checkFeatureLog({ file: csv, baseline, last: 30, threshold: 0.2, minZ: 3 });
+  t.ok(drifted.drifted);
+  const shareLines = drifted.lines.filter((line) => line.includes('class "'));
+  const z = (share: number, p: number) => (Math.abs(share - p) / Math.sqrt((p * (1 - p)) / 30)).toFixed(1);
+  const [setosa, versicolor, virginicaShare] = baseline.prediction.class_shares as [number, number, number];
+  t.same(shareLines, [
+    `WARNING: class "setosa" is 0.0% of the 30 rows of the last 30 requests, ${(-setosa * 100).toFixed(1)} points from its training share ${(setosa * 100).toFixed(1)}% (threshold 20.0 points, ${z(0, setosa)} standard errors)`,
+    `WARNING: class "versicolor" is 0.0% of the 30 rows of the last 30 requests, ${(-versicolor * 100).toFixed(1)} points from its training share ${(versicolor * 100).toFixed(1)}% (threshold 20.0 points, ${z(0, versicolor)} standard errors)`,
+    `WARNING: class "virginica" is 100.0% of the 30 rows of the last 30 requests, +${((1 - virginicaShare) * 100).toFixed(1)} points from its training share ${(virginicaShare * 100).toFixed(1)}% (threshold 20.0 points, ${z(1, virginicaShare)} standard errors)`,
+  ]);
 });

@@ -1,7 +1,8 @@
 import { createReadStream } from 'node:fs';
 import { parse } from 'fast-csv';
 import { DataInvalidError } from '../errors.js';
-import type { Baseline } from '../model/baseline.js';
+import type { Baseline, ClassificationBaseline } from '../model/baseline.js';
+import { classCountColumn } from './feature-log.js';
 
 export interface DriftCheck {
   /** Rows of the log that were averaged (at most `last`). */
@@ -66,11 +67,32 @@ export function judgeDrift(tail: readonly LogRow[], baseline: Baseline, threshol
       );
     }
   }
+  if (baseline.task === 'classification') lines.push(...classShareWarnings(tail, baseline, threshold, minZ));
   const drifted = lines.length > 0;
   if (!drifted) {
-    lines.push(`OK: no feature mean deviates more than ${percent(threshold)} (and ${minZ} standard errors) from training over the last ${n} requests`);
+    const what = baseline.task === 'classification' ? 'no feature mean and no class share' : 'no feature mean';
+    lines.push(`OK: ${what} deviates more than ${percent(threshold)} (and ${minZ} standard errors) from training over the last ${n} requests`);
   }
   return { rows: n, lines, drifted };
+}
+
+/**
+ * A classifier's class shares over the rows of the last requests against the shares of its
+ * predictions on the training data: a WARNING where one moved more than `threshold` (absolute:
+ * 0.2 is 20 points) and more than minZ binomial standard errors, sqrt(p (1 - p) / rows).
+ */
+function classShareWarnings(tail: readonly LogRow[], baseline: ClassificationBaseline, threshold: number, minZ: number): string[] {
+  const rows = tail.reduce((sum, row) => sum + Number(row.rows), 0);
+  return baseline.classes.flatMap((cls, c) => {
+    const share = tail.reduce((sum, row) => sum + Number(row[classCountColumn(cls)]), 0) / rows;
+    const trained = baseline.prediction.class_shares[c]!;
+    const z = Math.abs(share - trained) / Math.sqrt((trained * (1 - trained)) / rows);
+    if (!(Math.abs(share - trained) > threshold && z > minZ)) return [];
+    const points = (share - trained) * 100;
+    return [
+      `WARNING: class "${cls}" is ${percent(share)} of the ${rows} rows of the last ${tail.length} requests, ${points > 0 ? '+' : ''}${points.toFixed(1)} points from its training share ${percent(trained)} (threshold ${(threshold * 100).toFixed(1)} points, ${z.toFixed(1)} standard errors)`,
+    ];
+  });
 }
 
 export interface LogCheck extends DriftCheck {
@@ -103,7 +125,8 @@ function skippedReport(lines: readonly number[]): string {
  * line end is one too), is skipped and reported, never read as data.
  */
 export async function checkFeatureLog({ file, baseline, last, threshold, minZ }: DriftCheckOptions): Promise<LogCheck> {
-  const columns = driftChecks(baseline).map((c) => c.column);
+  const classColumns = baseline.task === 'classification' ? baseline.classes.map(classCountColumn) : [];
+  const columns = [...driftChecks(baseline).map((c) => c.column), ...classColumns];
   // One row more than asked for, in case the last one turns out to be torn.
   const tail: LogRow[] = [];
   const skippedLines: number[] = [];

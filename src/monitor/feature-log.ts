@@ -67,9 +67,12 @@ const TORN_ROW_END = ',\n';
 /** Failure lines a minute at most: a log that fails and recovers every second must not flood stdout. */
 const FAILURE_LOGS_PER_MINUTE = 10;
 
-export function featureLogHeader(features: readonly string[]): string[] {
-  return ['timestamp', 'id', 'model', 'version', 'rows', 'feature_mean', 'prediction_mean', ...features.map((f) => `${f}_mean`)];
+/** The log's columns; a classifier's rows end with the count of the request's rows predicted as each class. */
+export function featureLogHeader(features: readonly string[], classes: readonly string[] = []): string[] {
+  return ['timestamp', 'id', 'model', 'version', 'rows', 'feature_mean', 'prediction_mean', ...features.map((f) => `${f}_mean`), ...classes.map(classCountColumn)];
 }
+
+export const classCountColumn = (cls: string) => `class_${cls}_count`;
 
 /**
  * One CSV field as fast-csv writes it (RFC 4180): quoted when it holds a quote, comma or line
@@ -134,6 +137,8 @@ export class FeatureLog implements FeatureLogCounts {
   private readonly lineEndsPerRow: number;
   /** Scratch for one row's feature means, reused: append runs once per accepted request. */
   private readonly means: Float64Array;
+  /** Scratch for one row's class counts, reused. */
+  private readonly classCounts: Int32Array;
   private pending = '';
   private pendingRows = 0;
   private flushTimer: NodeJS.Timeout | undefined;
@@ -146,10 +151,12 @@ export class FeatureLog implements FeatureLogCounts {
     model: string,
     version: string,
     private readonly features: readonly string[],
+    classes: readonly string[],
     private readonly log: FastifyBaseLogger,
     options: FeatureLogOptions = {},
   ) {
-    this.header = `${featureLogHeader(features).map(csvField).join(',')}\n`;
+    this.header = `${featureLogHeader(features, classes).map(csvField).join(',')}\n`;
+    this.classCounts = new Int32Array(classes.length);
     this.between = `,${csvField(model)},${csvField(version)},`;
     this.lineEndsPerRow = this.between.split('\n').length;
     this.means = new Float64Array(features.length);
@@ -164,8 +171,12 @@ export class FeatureLog implements FeatureLogCounts {
     this.checkTimer = setInterval(this.scheduleCheck, options.checkEveryMs ?? CHECK_EVERY_MS).unref();
   }
 
-  /** Appends the request's row: per-feature means over its rows, the overall feature mean, the prediction mean. */
-  append(id: string, features: Float64Array, predictions: ArrayLike<number>, rows: number): void {
+  /**
+   * Appends the request's row: per-feature means over its rows, the overall feature mean, the
+   * prediction mean and, for a classifier, how many rows were predicted as each class (`classes`
+   * holds each row's class index; a row of no known class counts in none).
+   */
+  append(id: string, features: Float64Array, predictions: ArrayLike<number>, rows: number, classes?: ArrayLike<number>): void {
     const width = this.features.length;
     const featureMeans = this.means.fill(0);
     let all = 0;
@@ -194,6 +205,11 @@ export class FeatureLog implements FeatureLogCounts {
     }
     let line = `${this.stamp},${id}${this.between}${rows},${all / (rows * width)},${predicted === 0 ? '' : predictionSum / predicted}`;
     for (let f = 0; f < width; f++) line += `,${featureMeans[f]}`;
+    if (classes) {
+      const counts = this.classCounts.fill(0);
+      for (let r = 0; r < rows; r++) if (classes[r]! >= 0) counts[classes[r]!]!++;
+      for (let c = 0; c < counts.length; c++) line += `,${counts[c]}`;
+    }
 
     if (this.closed || (this.current === undefined && now < this.retryAt)) {
       this.rowErrors++;
