@@ -18,11 +18,13 @@ t.test('the README options table is the one the code declares', async (t) => {
   t.equal(block, optionsTable());
 });
 
-t.test('every model_ metric the server exports is documented in the README', async (t) => {
-  const { app } = await testApp(t);
-  const names = new Set([...(await scrape(app)).matchAll(/^# TYPE (model_\w+) /gm)].map((m) => m[1]!));
-  t.ok(names.size >= 19, `found ${names.size} metric families`);
-  for (const name of names) t.match(readme, `\`${name}\``, `${name} is in the README`);
+t.test('every model_ metric the server exports, for a regression and for a classifier, is documented in the README', async (t) => {
+  for (const [modelDir, families] of [['models/diabetes', 19], ['models/iris', 19]] as const) {
+    const { app } = await testApp(t, ['--model-dir', join(repoRoot, modelDir)]);
+    const names = new Set([...(await scrape(app)).matchAll(/^# TYPE (model_\w+) /gm)].map((m) => m[1]!));
+    t.ok(names.size >= families, `${modelDir}: found ${names.size} metric families`);
+    for (const name of names) t.match(readme, `\`${name}\``, `${name} is in the README`);
+  }
 });
 
 t.test('the Kubernetes example keeps service links out of the pod, and runs modelwatch with options the code knows', async (t) => {
