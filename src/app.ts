@@ -50,7 +50,7 @@ export async function buildApp(config: ServeConfig, options: AppOptions = {}): P
   }
   app.decorate('watch', watch);
   app.addHook('onClose', async () => watch.close());
-  guardAgainstOverload(app, config.maxEventLoopDelayMs);
+  guardAgainstOverload(app, config);
   await app.register(healthRoutes);
   await app.register(metricsRoutes);
   await app.register(predictRoutes);

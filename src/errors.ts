@@ -28,7 +28,7 @@ export const FeedbackDisabledError = createError('MW_ERR_FEEDBACK_DISABLED', 'fe
 export const ModelOutputError = createError('MW_ERR_MODEL_OUTPUT', 'model output has an unexpected shape: %s', 500);
 export const InferenceFailedError = createError('MW_ERR_INFERENCE_FAILED', 'inference failed: %s', 500);
 export const NotReadyError = createError('MW_ERR_NOT_READY', 'model is not ready: %s', 503);
-export const OverloadedError = createError('MW_ERR_OVERLOADED', 'server is overloaded: event-loop lag %d ms is above --max-event-loop-delay-ms %d; retry after %d s', 503);
+export const OverloadedError = createError('MW_ERR_OVERLOADED', 'server is overloaded: %s; retry after %d s', 503);
 
 // Sidecar mode: the upstream model server failed; 502 when it answered wrongly or not at all, 504 when too late.
 export const UpstreamUnreachableError = createError('MW_ERR_UPSTREAM_UNREACHABLE', 'upstream %s cannot be reached: %s', 502);
