@@ -61,7 +61,7 @@ async function storm(port: number, body: string, connections: number, seconds: n
 /**
  * A bounded storm: `connections` clients send big batches as fast as they are answered for
  * `seconds`, while one prober asks /healthz, /readyz, /metrics and a one-row /predict every
- * 100 ms, each on its own connection. Shows whether the guard sheds predictions with 503 +
+ * 100 ms over four keep-alive connections. Shows whether the guard sheds predictions with 503 +
  * Retry-After, counted as overloaded, and how late the probes are answered meanwhile.
  */
 export async function overload(server: Server, body: string, connections: number, seconds: number, probeRow: number[]): Promise<OverloadRun> {
