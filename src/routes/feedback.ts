@@ -3,7 +3,7 @@ import { EmptyBodyError, FeedbackDisabledError, InvalidInputError } from '../err
 import { feedbackOutcomes } from '../monitor/feedback.js';
 import type { FeedbackRejectReason } from '../monitor/metrics.js';
 import { explainFeedbackValidation, feedbackBodyHint, feedbackBodySchema, type FeedbackBody } from './feedback-schema.js';
-import { fromBodyParser, send } from './prediction-errors.js';
+import { clientGone, fromBodyParser, send } from './prediction-errors.js';
 
 const outcome = { type: 'string', enum: [...feedbackOutcomes] };
 
@@ -23,6 +23,7 @@ export default async function feedbackRoutes(app: FastifyInstance) {
     });
   }
   app.setErrorHandler(function handle(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+    if (clientGone(error)) return send(reply, error);
     let rejected: { reason: FeedbackRejectReason; error: FastifyError } | undefined;
     if (error instanceof FeedbackDisabledError) {
       rejected = { reason: 'disabled', error };
