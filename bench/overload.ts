@@ -1,24 +1,70 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Pool } from 'undici';
-import { load, percentile, type LoadResult, type Server } from './load.js';
+import { finished } from '../test/helpers/cli.js';
+import { percentile, type Server } from './load.js';
+
+export interface Latencies {
+  statuses: Record<string, number>;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
 
 export interface OverloadRun {
-  load: LoadResult;
+  /** The storm as its load generator saw it; its percentiles are autocannon's (1 ms resolution). */
+  storm: Latencies & { errors: number };
   /** model_requests_total{outcome="overloaded"} gained during the run, as the server counts it. */
   overloadedCounted: number;
-  /** Probes of each route during the run: answers by status, slowest answer in ms. */
-  probes: Record<string, { statuses: Record<string, number>; maxMs: number; p50Ms: number }>;
+  /** Probes of each route during the run, measured to the end of the answer. */
+  probes: Record<string, Latencies>;
   /** Retry-After of the first 503 a probe saw, if any. */
   retryAfter: string | undefined;
 }
 
 const overloaded = /^model_requests_total\{[^}]*outcome="overloaded"\} (\S+)$/m;
+const PROBE_EVERY_MS = 100;
+const autocannonCli = createRequire(import.meta.url).resolve('autocannon/autocannon.js');
+
+interface AutocannonJson {
+  errors: number;
+  timeouts: number;
+  latency: { p50: number; p99: number; max: number };
+  statusCodeStats?: Record<string, { count: number }>;
+}
 
 /**
- * A bounded overload: `connections` clients send big batches as fast as they are answered, while
- * one prober asks /healthz, /readyz, /metrics and a one-row /predict every 200 ms. Shows the guard
- * shedding predictions with 503 + Retry-After, counted as overloaded, while the probes still answer.
+ * `connections` clients post `body` as fast as they are answered, from autocannon in its own
+ * process: probes timed in a process that also drives 256 connections would measure the load
+ * generator's own event loop as much as the server.
  */
-export async function overload(server: Server, bodies: string[], connections: number, seconds: number, probeRow: number[]): Promise<OverloadRun> {
+async function storm(port: number, body: string, connections: number, seconds: number): Promise<OverloadRun['storm']> {
+  const dir = await mkdtemp(join(tmpdir(), 'modelwatch-storm-'));
+  try {
+    const file = join(dir, 'body.json');
+    await writeFile(file, body);
+    const args = ['-c', String(connections), '-d', String(seconds), '-t', '30', '-m', 'POST', '-H', 'content-type=application/json', '-i', file, '-j', '-n'];
+    const child = spawn(process.execPath, [autocannonCli, ...args, `http://127.0.0.1:${port}/predict`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const result = await finished(child, (seconds + 60) * 1000);
+    if (result.code !== 0) throw new Error(`autocannon exited with ${result.code}: ${result.stderr}`);
+    const json = JSON.parse(result.stdout) as AutocannonJson;
+    const statuses = Object.fromEntries(Object.entries(json.statusCodeStats ?? {}).map(([code, { count }]) => [code, count]));
+    return { statuses, errors: json.errors + json.timeouts, p50Ms: json.latency.p50, p99Ms: json.latency.p99, maxMs: json.latency.max };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A bounded storm: `connections` clients send big batches as fast as they are answered for
+ * `seconds`, while one prober asks /healthz, /readyz, /metrics and a one-row /predict every
+ * 100 ms over four keep-alive connections. Shows whether the guard sheds predictions with 503 +
+ * Retry-After, counted as overloaded, and how late the probes are answered meanwhile.
+ */
+export async function overload(server: Server, body: string, connections: number, seconds: number, probeRow: number[]): Promise<OverloadRun> {
   const pool = new Pool(`http://127.0.0.1:${server.port}`, { connections: 4, headersTimeout: 30_000, bodyTimeout: 30_000 });
   const scrapeOverloaded = async () => {
     const response = await pool.request({ method: 'GET', path: '/metrics' });
@@ -51,22 +97,21 @@ export async function overload(server: Server, bodies: string[], connections: nu
         probe('GET /metrics', 'GET', '/metrics'),
         probe('POST /predict (1 row)', 'POST', '/predict', JSON.stringify({ features: probeRow })),
       ]);
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await new Promise((resolve) => setTimeout(resolve, PROBE_EVERY_MS));
     }
   })();
-  const result = await load({ port: server.port, bodies, connections, duration: seconds });
-  running = false;
+  const result = await storm(server.port, body, connections, seconds).finally(() => (running = false));
   await prober;
   const after = await scrapeOverloaded();
   await pool.close();
   return {
-    load: result,
+    storm: result,
     overloadedCounted: after - before,
     retryAfter,
     probes: Object.fromEntries(
       Object.entries(probes).map(([name, { statuses, times }]) => {
         const sorted = times.sort((a, b) => a - b);
-        return [name, { statuses, maxMs: sorted.at(-1)!, p50Ms: percentile(sorted, 0.5) }];
+        return [name, { statuses, p50Ms: percentile(sorted, 0.5), p99Ms: percentile(sorted, 0.99), maxMs: sorted.at(-1)! }];
       }),
     ),
   };

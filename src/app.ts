@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import { answerClientError } from './client-errors.js';
 import type { ServeConfig } from './config.js';
 import { loadBaseline } from './model/baseline.js';
 import { inProcess } from './model/model.js';
@@ -45,6 +46,7 @@ export async function buildApp(config: ServeConfig, options: AppOptions = {}): P
   const app = Fastify({
     logger: options.logStream ? { level: config.logLevel, stream: options.logStream } : { level: config.logLevel },
     bodyLimit: config.bodyLimit,
+    clientErrorHandler: answerClientError,
     // One log line per request would cost more than the monitoring itself; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
     // Input is validated exactly as sent: no coercion of "12" to 12, no silent dropping of unknown keys.
@@ -59,7 +61,7 @@ export async function buildApp(config: ServeConfig, options: AppOptions = {}): P
   }
   app.decorate('watch', watch);
   app.addHook('onClose', async () => watch.close());
-  guardAgainstOverload(app, config.maxEventLoopDelayMs);
+  guardAgainstOverload(app, config);
   boundJsonDepth(app);
   await app.register(healthRoutes);
   await app.register(metricsRoutes);

@@ -6,6 +6,7 @@ import { decimal, logServiceLinks, optionsTable, parseServeConfig } from './conf
 import { loadBaseline } from './model/baseline.js';
 import { buildBaseline } from './model/build-baseline.js';
 import { checkFeatureLog, countLogRows, DEFAULT_MIN_Z, waitForLogRows } from './monitor/check-csv.js';
+import { stopOnSignals } from './shutdown.js';
 import { formatSummary, scenarios, simulate, type Scenario } from './simulate.js';
 import { ConfigInvalidError } from './errors.js';
 
@@ -56,21 +57,7 @@ async function serve(argv: string[]): Promise<number> {
   const config = parseServeConfig(argv);
   const app = await buildApp(config);
   logServiceLinks(app.log, config);
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    app.log.info({ signal }, 'stopping: finishing in-flight requests and flushing the feature log');
-    try {
-      await app.close();
-      process.exitCode = 0;
-    } catch (err) {
-      app.log.error({ err }, 'shutdown failed');
-      process.exitCode = 1;
-    }
-  };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.once('SIGINT', () => void stop('SIGINT'));
+  stopOnSignals(app, config.shutdownTimeoutMs);
   // logrotate's postrotate sends SIGHUP: the feature log moves to the path's new file instead of exiting.
   process.on('SIGHUP', () => void app.watch.featureLog?.reopen());
   await app.listen({ port: config.port, host: config.host });

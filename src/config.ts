@@ -25,7 +25,9 @@ export const serveOptions = {
   bodyLimit: { type: 'integer', minimum: 1024, maximum: 1_073_741_824, default: 1_048_576, description: 'largest request body in bytes, and largest upstream answer read in sidecar mode' },
   logLevel: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'pino log level' },
   outlierLogPerMinute: { type: 'integer', minimum: 0, maximum: 100_000, default: 10, description: 'outlier warnings logged per minute at most (every outlier is still counted)' },
-  maxEventLoopDelayMs: { type: 'integer', minimum: 0, maximum: 60_000, default: 200, description: 'prediction routes answer 503 with Retry-After while the mean event-loop lag of the last second is above this; /metrics and the health checks still answer; 0 turns the guard off' },
+  maxEventLoopDelayMs: { type: 'integer', minimum: 0, maximum: 60_000, default: 200, description: 'prediction routes answer 503 with Retry-After while the longest event-loop stall of the last second is above this; /metrics and the health checks still answer; 0 turns this bound off' },
+  maxRequestsInFlight: { type: 'integer', minimum: 0, maximum: 100_000, default: 64, description: 'prediction routes answer 503 with Retry-After while this many of their requests are being read or answered; /metrics and the health checks do not count and still answer; 0 turns this bound off' },
+  shutdownTimeoutMs: { type: 'integer', minimum: 0, maximum: 3_600_000, default: 10_000, description: 'on SIGTERM or SIGINT, how long requests in flight may take; then connections still open are cut, the feature log is flushed and the process exits 0; a second signal exits at once' },
   feedbackMaxEntries: { type: 'integer', minimum: 0, maximum: 10_000_000, default: 100_000, description: 'predicted rows remembered for POST /feedback (memory is allocated up front); 0 turns feedback off' },
   feedbackTtlSeconds: { type: 'integer', minimum: 1, maximum: 7_776_000, default: 3600, description: 'seconds a prediction waits for its label before it is forgotten (up to 90 days)' },
 } as const;

@@ -23,13 +23,17 @@ export const EmptyBodyError = createError('MW_ERR_EMPTY_BODY', 'body is empty; s
 export const BodyTooLargeError = createError('MW_ERR_BODY_TOO_LARGE', 'request body is larger than the limit of %d bytes; split the batch or raise --body-limit', 413);
 export const UnsupportedMediaTypeError = createError('MW_ERR_UNSUPPORTED_MEDIA_TYPE', 'content-type must be application/json, got %s', 415);
 export const ModelNotFoundError = createError('MW_ERR_MODEL_NOT_FOUND', 'no model named %s; this server serves %s', 404);
+// Refused by Node's HTTP parser before any route: answered by src/client-errors.ts.
+export const HttpMalformedError = createError('MW_ERR_HTTP_MALFORMED', 'request is not valid HTTP/1.1: %s', 400);
+export const HeadersTooLargeError = createError('MW_ERR_HEADERS_TOO_LARGE', 'request headers are larger than the limit of %d bytes (node --max-http-header-size)', 431);
+export const RequestTimeoutError = createError('MW_ERR_REQUEST_TIMEOUT', 'request was not received in full within %d ms', 408);
 export const FeedbackDisabledError = createError('MW_ERR_FEEDBACK_DISABLED', 'feedback is off on this server (--feedback-max-entries 0): no prediction is remembered to join a label to; start it with a positive --feedback-max-entries', 404);
 
 // Serving errors: the request was valid, the model or an upstream failed.
 export const ModelOutputError = createError('MW_ERR_MODEL_OUTPUT', 'model output has an unexpected shape: %s', 500);
 export const InferenceFailedError = createError('MW_ERR_INFERENCE_FAILED', 'inference failed: %s', 500);
 export const NotReadyError = createError('MW_ERR_NOT_READY', 'model is not ready: %s', 503);
-export const OverloadedError = createError('MW_ERR_OVERLOADED', 'server is overloaded: event-loop lag %d ms is above --max-event-loop-delay-ms %d; retry after %d s', 503);
+export const OverloadedError = createError('MW_ERR_OVERLOADED', 'server is overloaded: %s; retry after %d s', 503);
 
 // Sidecar mode: the upstream model server failed; 502 when it answered wrongly or not at all, 504 when too late.
 export const UpstreamUnreachableError = createError('MW_ERR_UPSTREAM_UNREACHABLE', 'upstream %s cannot be reached: %s', 502);

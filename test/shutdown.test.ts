@@ -1,10 +1,11 @@
 import { readFile } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { Pool } from 'undici';
 import { featureLogHeader } from '../src/monitor/feature-log.js';
 import { featureNames, trainRows } from './helpers/app.js';
-import { finished, freePort, spawnCli, tempDir, waitReady } from './helpers/cli.js';
+import { finished, freePort, httpRequest, spawnCli, tempDir, waitReady } from './helpers/cli.js';
 
 const IN_FLIGHT = 20;
 /** SIGTERM goes out once this many requests were answered 200: the server is well into the load. */
@@ -96,4 +97,75 @@ t.test('SIGTERM under sustained load: every 200 is in the CSV exactly once, noth
   t.same(new Set(loggedIds), new Set(served.map((a) => a.id)), 'the logged ids are the ids answered 200');
   const rowsById = new Map(served.map((a) => [a.id, a.rows]));
   t.ok(logged.every((cells) => Number(cells[4]) === rowsById.get(cells[1])), 'each row records its request\'s row count');
+});
+
+/** Connects and sends a /predict that promises 100 bytes of body and sends 13: it never completes on its own. */
+async function stalledRequest(port: number): Promise<{ socket: Socket; closed: Promise<void> }> {
+  const socket = connect(port, '127.0.0.1');
+  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  socket.on('error', () => {});
+  socket.write('POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"features":[');
+  return { socket, closed };
+}
+
+const logLines = (stdout: string) => stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+
+async function startServing(t: Test, flags: string[]) {
+  const dir = await tempDir(t);
+  const csv = join(dir, 'log.csv');
+  const port = await freePort();
+  const child = spawnCli(['serve', '--port', String(port), '--csv', csv, '--log-level', 'info', ...flags]);
+  const exit = finished(child, 30_000);
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  await waitReady(port, child);
+  return { child, exit, port, csv };
+}
+
+t.test('SIGTERM with a stalled request: cut after --shutdown-timeout-ms, the log flushed, exit 0, the cut counted', async (t) => {
+  const TIMEOUT_MS = 1500;
+  const { child, exit, port, csv } = await startServing(t, ['--shutdown-timeout-ms', String(TIMEOUT_MS)]);
+  t.equal((await httpRequest(port, 'POST', '/predict', { features: trainRows[0] })).status, 200, 'one prediction before the stop');
+  const stalled = await stalledRequest(port);
+  t.teardown(() => stalled.socket.destroy());
+  // The stalled request's headers must be parsed before the signal: then it is in flight.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const signalled = Date.now();
+  child.kill('SIGTERM');
+  const result = await exit;
+  const took = Date.now() - signalled;
+  t.equal(result.code, 0, 'exit code 0');
+  t.equal(result.signal, null);
+  t.ok(took >= TIMEOUT_MS - 100, `the request in flight was given the timeout (${took} ms)`);
+  t.ok(took < TIMEOUT_MS + 3000, `and no more (${took} ms)`);
+  await stalled.closed;
+  const stopped = logLines(result.stdout).filter((l) => String(l.msg).startsWith('stopped'));
+  t.same(
+    stopped.map(({ level, connections, msg }) => ({ level, connections, msg })),
+    [{ level: 40, connections: 1, msg: `stopped: 1 connection still open after --shutdown-timeout-ms ${TIMEOUT_MS} cut` }],
+    'one warning says one connection was cut',
+  );
+  const rows = (await readFile(csv, 'utf8')).trim().split('\n');
+  t.equal(rows.length, 2, 'the header and the one prediction: the feature log was flushed');
+});
+
+t.test('a second signal exits at once, with a warning', async (t) => {
+  const { child, exit, port } = await startServing(t, ['--shutdown-timeout-ms', '60000']);
+  const stalled = await stalledRequest(port);
+  t.teardown(() => stalled.socket.destroy());
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  child.kill('SIGTERM');
+  // Both handlers must have run the first stop before the second signal.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const signalled = Date.now();
+  child.kill('SIGINT');
+  const result = await exit;
+  t.ok(Date.now() - signalled < 3000, 'exited within 3 s of the second signal, not after the 60 s timeout');
+  t.equal(result.code, 1, 'exit code 1: the shutdown did not finish');
+  t.equal(result.signal, null, 'exited on its own, not killed by the signal');
+  const lines = logLines(result.stdout);
+  t.ok(lines.some((l) => l.msg === 'stopping: finishing in-flight requests and flushing the feature log' && l.signal === 'SIGTERM'));
+  t.ok(lines.some((l) => String(l.msg).startsWith('second signal') && l.signal === 'SIGINT' && l.level === 40));
 });

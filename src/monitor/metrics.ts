@@ -69,6 +69,13 @@ export const feedbackRejectReasons = [
 ] as const;
 export type FeedbackRejectReason = (typeof feedbackRejectReasons)[number];
 
+/**
+ * Requests Node's HTTP parser refused before any route saw them. Their own counter: no route
+ * was chosen, so they are no prediction request (model_requests_total) and no model input.
+ */
+export const httpClientErrorReasons = ['body_framing', 'headers_too_large', 'timeout', 'malformed'] as const;
+export type HttpClientErrorReason = (typeof httpClientErrorReasons)[number];
+
 type Labels = Record<string, string | number>;
 
 /**
@@ -105,6 +112,7 @@ export interface Metrics {
   countRequest(outcome: RequestOutcome): void;
   countInvalid(reason: InvalidReason): void;
   countFeedbackRejected(reason: FeedbackRejectReason): void;
+  countHttpClientError(reason: HttpClientErrorReason): void;
   observeInference(seconds: number): void;
 }
 
@@ -219,6 +227,7 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
     return [{ labels: id, value: store.size }];
   });
   const countFeedbackRejected = enumCounter('model_feedback_rejected_total', 'Rejected POST /feedback requests, by reason (closed enum).', 'reason', feedbackRejectReasons);
+  const countHttpClientError = enumCounter('model_http_client_errors_total', 'Requests refused by the HTTP parser before routing, by reason (closed enum).', 'reason', httpClientErrorReasons);
 
   /** The families of a model that answers a number per row. */
   function registerRegression(regression: RegressionMonitor, b: RegressionBaseline) {
@@ -285,6 +294,7 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
     countRequest,
     countInvalid,
     countFeedbackRejected,
+    countHttpClientError,
     observeInference: (seconds) => inference.observe(seconds),
   };
 }

@@ -4,7 +4,7 @@ import { feedbackOutcomes } from '../monitor/feedback.js';
 import type { FeedbackRejectReason } from '../monitor/metrics.js';
 import { explainFeedbackValidation, feedbackBodyHint, feedbackBodySchema, type FeedbackBody } from './feedback-schema.js';
 import { quote } from './predict-schema.js';
-import { fromBodyParser, send } from './prediction-errors.js';
+import { clientGone, fromBodyParser, send } from './prediction-errors.js';
 
 const outcome = { type: 'string', enum: [...feedbackOutcomes] };
 
@@ -26,6 +26,7 @@ export default async function feedbackRoutes(app: FastifyInstance) {
     });
   }
   app.setErrorHandler(function handle(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+    if (clientGone(error)) return send(reply, error);
     let rejected: { reason: FeedbackRejectReason; error: FastifyError } | undefined;
     const handlerReason = (error as { reason?: FeedbackRejectReason }).reason;
     if (error instanceof FeedbackDisabledError) {

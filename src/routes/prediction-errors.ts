@@ -30,6 +30,13 @@ export function fromBodyParser(error: FastifyError, request: FastifyRequest, bod
 }
 
 /**
+ * The connection closed before the body was read: the client aborted, or Node's parser refused
+ * the rest of the body (answered and counted in model_http_client_errors_total). No input was
+ * read to count as invalid, and nobody is left to read an answer.
+ */
+export const clientGone = (error: FastifyError) => error.code === 'ECONNRESET';
+
+/**
  * The `error` field of an error body: HTTP's status text (Fastify's convention), or the message
  * itself on the Open Inference Protocol's routes, whose clients show only `error` to their users.
  */
@@ -62,6 +69,7 @@ export function invalidInput(reason: InvalidReason, message: string): FastifyErr
 export function predictionErrorHandler(metrics: Metrics, form: PredictionForm, bodyLimit: number) {
   const { hint, explain, errorText } = form;
   return function handle(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+    if (clientGone(error)) return send(reply, error, errorText);
     let rejected: { reason: InvalidReason; error: FastifyError } | undefined;
     const handlerReason = (error as { reason?: InvalidReason }).reason;
     if (error.validation) {
