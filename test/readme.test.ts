@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { load } from 'js-yaml';
 import t from 'tap';
 import { optionsTable } from '../src/config.js';
 import { repoRoot, scrape, testApp } from './helpers/app.js';
@@ -22,4 +23,26 @@ t.test('every model_ metric the server exports is documented in the README', asy
   const names = new Set([...(await scrape(app)).matchAll(/^# TYPE (model_\w+) /gm)].map((m) => m[1]!));
   t.ok(names.size >= 19, `found ${names.size} metric families`);
   for (const name of names) t.match(readme, `\`${name}\``, `${name} is in the README`);
+});
+
+t.test('the README alerts table lists every alert with its for and keep_firing_for', async (t) => {
+  const rulesDir = join(repoRoot, 'prometheus', 'rules');
+  const alerts = new Map<string, { for: string; keep: string }>();
+  for (const file of readdirSync(rulesDir).filter((f) => /\.ya?ml$/.test(f))) {
+    const parsed = load(readFileSync(join(rulesDir, file), 'utf8')) as { groups: { rules: { alert?: string; for?: string; keep_firing_for?: string }[] }[] };
+    for (const r of parsed.groups.flatMap((g) => g.rules)) {
+      // Twins share a name and, in these rules, their durations.
+      if (r.alert) alerts.set(r.alert, { for: r.for ?? '', keep: r.keep_firing_for ?? '' });
+    }
+  }
+  const section = readme.split('\n## Alerts\n')[1]?.split('\n## ')[0] ?? '';
+  const rows = new Map(
+    [...section.matchAll(/^\| `(\w+)` \|(.*)\|\s*$/gm)].map((m) => [m[1]!, m[2]!.split('|').map((c) => c.trim())]),
+  );
+  t.same([...rows.keys()].sort(), [...alerts.keys()].sort(), 'one row per alert, no row for an alert that does not exist');
+  for (const [name, { for: forDuration, keep }] of alerts) {
+    const cells = rows.get(name);
+    t.equal(cells?.[2], forDuration, `${name}: for ${forDuration}`);
+    t.equal(cells?.[3], keep, `${name}: keeps firing ${keep || '(none)'}`);
+  }
 });
