@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadAll } from 'js-yaml';
+import { load, loadAll } from 'js-yaml';
 import t from 'tap';
 import { optionsTable, parseServeConfig } from '../src/config.js';
 import { repoRoot, scrape, testApp } from './helpers/app.js';
@@ -36,4 +36,26 @@ t.test('the Kubernetes example keeps service links out of the pod, and runs mode
   const sidecar = pod.containers.find((c) => c.name === 'modelwatch')!;
   const env = Object.fromEntries((sidecar.env ?? []).map(({ name, value }) => [name, value]));
   t.doesNotThrow(() => parseServeConfig(sidecar.args!.slice(1), env), 'its args and env are valid serve options');
+});
+
+t.test('the README alerts table lists every alert with its for and keep_firing_for', async (t) => {
+  const rulesDir = join(repoRoot, 'prometheus', 'rules');
+  const alerts = new Map<string, { for: string; keep: string }>();
+  for (const file of readdirSync(rulesDir).filter((f) => /\.ya?ml$/.test(f))) {
+    const parsed = load(readFileSync(join(rulesDir, file), 'utf8')) as { groups: { rules: { alert?: string; for?: string; keep_firing_for?: string }[] }[] };
+    for (const r of parsed.groups.flatMap((g) => g.rules)) {
+      // Twins share a name and, in these rules, their durations.
+      if (r.alert) alerts.set(r.alert, { for: r.for ?? '', keep: r.keep_firing_for ?? '' });
+    }
+  }
+  const section = readme.split('\n## Alerts\n')[1]?.split('\n## ')[0] ?? '';
+  const rows = new Map(
+    [...section.matchAll(/^\| `(\w+)` \|(.*)\|\s*$/gm)].map((m) => [m[1]!, m[2]!.split('|').map((c) => c.trim())]),
+  );
+  t.same([...rows.keys()].sort(), [...alerts.keys()].sort(), 'one row per alert, no row for an alert that does not exist');
+  for (const [name, { for: forDuration, keep }] of alerts) {
+    const cells = rows.get(name);
+    t.equal(cells?.[2], forDuration, `${name}: for ${forDuration}`);
+    t.equal(cells?.[3], keep, `${name}: keeps firing ${keep || '(none)'}`);
+  }
 });

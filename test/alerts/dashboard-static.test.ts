@@ -90,7 +90,7 @@ t.test('variables: datasource, job, instance, model, version, feature', async (t
 t.test('rows', async (t) => {
   t.same(
     rows.map((r) => r.title),
-    ['Traffic and health', 'Predictions', 'Features', 'Distribution drift', 'Ground truth', 'Firing alerts'],
+    ['Traffic and health', 'Predictions', 'Classification', 'Features', 'Distribution drift', 'Ground truth', 'Firing alerts'],
   );
 });
 
@@ -164,11 +164,24 @@ t.test('the panels the issue asks for', async (t) => {
     ['Predictions', 'prediction distribution', /model_prediction_value_bucket/],
     ['Predictions', 'rolling mean prediction', /^model_prediction_mean\{/],
     ['Predictions', 'baseline prediction mean', /model_prediction_baseline_mean\{/],
-    ['Predictions', 'outlier ratio', /model_prediction_outliers_total.*\/.*model_prediction_value_count/],
+    ['Predictions', 'outlier ratio', /model_prediction_outliers_total.*\/.*model_prediction_value_count.* or rate\(model_prediction_class_total\{/],
+    ['Classification', 'class shares of the last hour', /^model_class:model_prediction_class:increase1h\{.*\/ ignoring \(class\) group_left model:model_prediction_class:increase1h\{/],
+    ['Classification', 'training class shares', /^model_class:model_prediction_baseline_class_share:max\{/],
+    ['Classification', 'fleet-wide class PSI', /^model:model_prediction_class:psi1h\{/],
+    ['Classification', 'per-replica class PSI', /^model_prediction_class_psi\{/],
+    ['Classification', 'per-replica class shares', /^model_prediction_class_share\{/],
+    ['Classification', 'confidence distribution', /^sum by \(le\) \(rate\(model_prediction_confidence_bucket\{/],
+    ['Classification', 'low-confidence share', /^model:model_prediction_confidence_low:ratio_rate1h\{/],
+    ['Classification', 'training low-confidence share', /^model:model_prediction_baseline_low_confidence_ratio:max\{/],
+    ['Classification', 'positive-class probability', /^sum by \(le\) \(rate\(model_prediction_probability_bucket\{/],
+    ['Classification', 'fleet-wide accuracy', /^model:model_feedback_class:accuracy1h\{/],
+    ['Classification', 'evaluation accuracy', /^model:model_prediction_baseline_accuracy:max\{/],
+    ['Classification', 'precision per class', /^model_class:model_feedback_class:precision1h\{/],
+    ['Classification', 'recall per class', /^model_class:model_feedback_class:recall1h\{/],
     ['Features', 'rolling feature mean', /^model_feature_mean\{/],
     ['Features', 'baseline feature mean', /model_feature_baseline_mean\{/],
     ['Features', 'deviation ratio', /^model_feature_mean_deviation_ratio\{/],
-    ['Features', 'out-of-range ratio', /model_feature_out_of_range_total.*\/.*model_prediction_value_count/],
+    ['Features', 'out-of-range ratio', /model_feature_out_of_range_total.*\/.*model_prediction_value_count.* or rate\(model_prediction_class_total\{/],
     ['Distribution drift', 'fleet-wide PSI', /^model_feature:model_feature_bin:psi1h\{/],
     ['Distribution drift', 'per-replica PSI', /^model_feature_psi\{/],
     ['Distribution drift', 'bin shares of the last hour', /^model_feature_bin:model_feature_bin:increase1h\{.*\/ ignoring \(bin\) group_left model_feature:model_feature_bin:increase1h\{/],
@@ -190,13 +203,17 @@ t.test('the panels the issue asks for', async (t) => {
   for (const [row, what, re] of checks) t.ok(find(row, re).length > 0, `${row}: ${what}`);
 
   const heatmaps = vizPanels.filter((p) => p.type === 'heatmap');
-  t.same(heatmaps.map((p) => p.title), ['Prediction distribution', 'Absolute error distribution'], 'the prediction and error distributions are heatmaps');
+  t.same(
+    heatmaps.map((p) => p.title),
+    ['Prediction distribution', 'Confidence distribution', 'Positive-class probability (binary models)', 'Absolute error distribution'],
+    'the prediction, confidence, probability and error distributions are heatmaps',
+  );
   for (const h of heatmaps) t.match((h.targets?.[0] as { format?: string } | undefined)?.format, 'heatmap', `${h.title}: fed buckets as a heatmap`);
 
   const units = Object.fromEntries(vizPanels.map((p) => [p.title, p.fieldConfig?.defaults?.unit]));
   t.equal(units['Model latency p50 / p99'], 's', 'latency in seconds');
   t.equal(units['Label delay p50 / p90 (last hour)'], 's', 'label delay in seconds');
-  for (const title of ['Prediction outlier ratio', 'Feature mean deviation from training', 'Out-of-range ratio by feature', 'Bin shares vs training: last hour', 'Label coverage: matched labels per prediction (last hour)']) {
+  for (const title of ['Predicted class shares vs training, fleet-wide (last hour)', 'Low-confidence share vs training (last hour)', 'Accuracy vs evaluation, fleet-wide (last hour)', 'Precision per class, fleet-wide (last hour)', 'Recall per class, fleet-wide (last hour)', 'Prediction outlier ratio', 'Feature mean deviation from training', 'Out-of-range ratio by feature', 'Bin shares vs training: last hour', 'Label coverage: matched labels per prediction (last hour)']) {
     t.equal(units[title], 'percentunit', `${title} is a 0..1 ratio shown as percent`);
   }
   t.ok(vizPanels.some((p) => p.repeat === 'feature'), 'rolling mean vs training repeats per feature');

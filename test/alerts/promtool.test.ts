@@ -12,7 +12,7 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 const promDir = join(root, 'prometheus');
 const RUNBOOK_BASE = 'https://github.com/modelwatch/modelwatch/blob/main/prometheus/RUNBOOK.md';
 
-/** The alerts of DESIGN.md's alert contract, in its order. */
+/** The alerts of DESIGN.md's alert contract, in its order, then the classifier alerts of issue 11. */
 const CONTRACT_ALERTS = [
   'ModelFeatureMeanDrift',
   'ModelPredictionMeanShift',
@@ -24,6 +24,9 @@ const CONTRACT_ALERTS = [
   'ModelPredictionErrorHigh',
   'ModelFeatureLogFailing',
   'ModelExporterDown',
+  'ModelPredictedClassShift',
+  'ModelAccuracyDrop',
+  'ModelLowConfidence',
 ];
 
 interface Rule {
