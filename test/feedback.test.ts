@@ -1,14 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import t from 'tap';
 import { absErrorBuckets, delayBuckets } from '../src/monitor/feedback.js';
-import { diabetesBaseline as baseline, featureNames, predict, sample, scrape, testApp as anyApp, trainRows, trainTargets } from './helpers/app.js';
+import { diabetesBaseline as baseline, featureNames, predict, sample, scrape, testApp, trainRows, trainTargets } from './helpers/app.js';
 import type { BadInput } from './helpers/bad-inputs.js';
 
 const id = 'model="diabetes",version="1"';
 
-/** The overload guard off: on a busy CI machine it would shed the predictions these tests label. */
-const testApp = (t: Parameters<typeof anyApp>[0], flags: string[] = [], options: Parameters<typeof anyApp>[2] = {}) =>
-  anyApp(t, ['--max-event-loop-delay-ms', '0', ...flags], options);
 
 const feedback = (app: FastifyInstance, body: unknown) =>
   app.inject({ method: 'POST', url: '/feedback', headers: { 'content-type': 'application/json' }, payload: JSON.stringify(body) });
@@ -243,7 +240,7 @@ t.test('--feedback-max-entries 0 turns feedback off with a clear 404, counted', 
 });
 
 t.test('labels are not shed when the overload guard sheds predictions', async (t) => {
-  const { app } = await anyApp(t, ['--max-event-loop-delay-ms', '20']);
+  const { app } = await testApp(t, ['--max-event-loop-delay-ms', '20']);
   const known = (await predict(app, { features: trainRows[0]! })).json().id as string;
   // Busy slices of 200 ms, yielding between them, until the guard's one-second sample sees the lag.
   for (let slice = 0; slice < 50 && !app.overload.shedding; slice++) {

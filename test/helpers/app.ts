@@ -36,7 +36,9 @@ export async function tempDir(t: Teardown): Promise<string> {
 export async function testApp(t: Teardown, flags: string[] = [], options: AppOptions = {}): Promise<{ app: FastifyInstance; csv: string; dir: string }> {
   const dir = await tempDir(t);
   const csv = join(dir, 'feature_log.csv');
-  const config = parseServeConfig(['--model-dir', join(repoRoot, 'models/diabetes'), '--csv', csv, '--log-level', 'silent', ...flags], {});
+  // The overload guard off unless a test sets it: on a busy CI machine a stalled loop would shed
+  // the very requests a test counts (a sidecar test's upstream answering 503).
+  const config = parseServeConfig(['--model-dir', join(repoRoot, 'models/diabetes'), '--csv', csv, '--log-level', 'silent', '--max-event-loop-delay-ms', '0', ...flags], {});
   const app = await buildApp(config, options);
   t.teardown(() => app.close());
   return { app, csv, dir };
