@@ -37,7 +37,7 @@ t.test('the Quickstart block, pasted into a fresh clone, prints what its comment
   const [command, ...args] = isolated ? ['unshare', '--net', 'sh', '-c', 'ip link set lo up && exec bash "$0"', script] : ['bash', script];
   const run = await finished(spawn(command!, args, { cwd: clone, env, stdio: ['ignore', 'pipe', 'pipe'] }), 300_000);
   const output = `${run.stdout}${run.stderr}`;
-  t.equal(run.code, 0, output);
+  t.equal(run.code, 0, 'the block runs to its end', { output });
 
   t.notMatch(output, /npm (warn|WARN|ERR)/, 'npm install on a fresh clone prints no warning');
   for (const line of expected) t.match(output, line, `prints ${line.source}`);
