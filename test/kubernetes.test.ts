@@ -40,7 +40,14 @@ async function render(dir: string): Promise<K8sObject[]> {
   if (r.code !== 0) throw new Error(`kubectl kustomize ${dir} exited ${r.code}: ${r.stderr}`);
   return (loadAll(r.stdout) as K8sObject[]).sort((a, b) => a.kind.localeCompare(b.kind));
 }
-const kinds = (objects: K8sObject[]) => objects.map((o) => `${o.apiVersion} ${o.kind} ${o.metadata.name}`);
+const kinds = (objects: K8sObject[]) => objects.map((o) => `${o.apiVersion} ${o.kind} ${o.metadata.name}`).sort();
+const BASE_OBJECTS = [
+  'apps/v1 Deployment modelwatch',
+  'monitoring.coreos.com/v1 PrometheusRule modelwatch',
+  'monitoring.coreos.com/v1 ServiceMonitor modelwatch',
+  'v1 ConfigMap modelwatch-dashboards',
+  'v1 Service modelwatch',
+];
 const deployment = (objects: K8sObject[]) => objects.find((o) => o.kind === 'Deployment')!.spec!.template!.spec;
 const ruleFiles = (await readdir(join(root, 'prometheus/rules'))).filter((f) => f.endsWith('.yml')).sort();
 const sourceGroups = new Map(await Promise.all(ruleFiles.map(async (f) => [f, (load(await readFile(join(root, 'prometheus/rules', f), 'utf8')) as { groups: { name: string }[] }).groups] as const)));
@@ -53,13 +60,7 @@ t.test('the PrometheusRule and the dashboard ConfigMap are what npm run kubernet
 
 t.test('the base: a sidecar next to a model server, its Service, ServiceMonitor, rules and dashboard', async (t) => {
   const objects = await render('deploy/kubernetes');
-  t.same(kinds(objects), [
-    'v1 ConfigMap modelwatch-dashboards',
-    'apps/v1 Deployment modelwatch',
-    'monitoring.coreos.com/v1 PrometheusRule modelwatch',
-    'v1 Service modelwatch',
-    'monitoring.coreos.com/v1 ServiceMonitor modelwatch',
-  ]);
+  t.same(kinds(objects), BASE_OBJECTS);
   const pod = deployment(objects);
   t.equal(pod.enableServiceLinks, false);
   t.equal(pod.securityContext?.runAsNonRoot, true);
@@ -90,7 +91,7 @@ t.test('the base: a sidecar next to a model server, its Service, ServiceMonitor,
 
 t.test('standalone: one container running the model itself', async (t) => {
   const objects = await render('deploy/kubernetes/standalone');
-  t.same(kinds(objects), kinds(await render('deploy/kubernetes')));
+  t.same(kinds(objects), BASE_OBJECTS);
   const pod = deployment(objects);
   t.same(pod.containers.map((c) => [c.name, c.args]), [['modelwatch', ['serve']]]);
   t.equal(pod.containers[0]!.readinessProbe?.httpGet.path, '/readyz');
@@ -99,13 +100,7 @@ t.test('standalone: one container running the model itself', async (t) => {
 
 t.test('podmonitor: the base scraped through a PodMonitor instead of the ServiceMonitor', async (t) => {
   const objects = await render('deploy/kubernetes/podmonitor');
-  t.same(kinds(objects), [
-    'v1 ConfigMap modelwatch-dashboards',
-    'apps/v1 Deployment modelwatch',
-    'monitoring.coreos.com/v1 PodMonitor modelwatch',
-    'monitoring.coreos.com/v1 PrometheusRule modelwatch',
-    'v1 Service modelwatch',
-  ]);
+  t.same(kinds(objects), BASE_OBJECTS.map((o) => o.replace('ServiceMonitor', 'PodMonitor')).sort());
   const monitor = objects.find((o) => o.kind === 'PodMonitor')!;
   t.same(monitor.metadata.labels, RELEASE_LABEL);
   t.equal(monitor.spec!.jobLabel, 'app.kubernetes.io/name');

@@ -35,7 +35,7 @@ t.test('the Quickstart block, pasted into a fresh clone, prints what its comment
   const env = Object.fromEntries(Object.entries(childEnv({ npm_config_offline: 'true' })).filter(([name]) => !/^npm_(?!config_offline$)/i.test(name)));
   const isolated = process.getuid?.() === 0;
   const [command, ...args] = isolated ? ['unshare', '--net', 'sh', '-c', 'ip link set lo up && exec bash "$0"', script] : ['bash', script];
-  const run = await finished(spawn(command!, args, { cwd: clone, env, stdio: ['ignore', 'pipe', 'pipe'] }), 300_000);
+  const run = await finished(spawn(command!, args, { cwd: clone, env, stdio: ['ignore', 'pipe', 'pipe'] }), 240_000);
   const output = `${run.stdout}${run.stderr}`;
   t.equal(run.code, 0, 'the block runs to its end', { output });
 
