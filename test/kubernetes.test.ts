@@ -121,5 +121,5 @@ t.test('the rules taken out of the rendered PrometheusRule pass promtool check a
   t.equal(check.code, 0, `promtool check rules\n${check.stdout}${check.stderr}`);
   const run = await runBinary(promtool, ['test', 'rules', ...tests.map((f) => join(dir, 'tests', f))], { cwd: dir, timeoutMs: 300_000 });
   t.equal(run.code, 0, `promtool test rules\n${run.stdout}${run.stderr}`);
-  t.equal(tests.length, 10, 'all ten test files ran');
+  for (const f of tests) t.match(run.stdout, `Unit Testing:  ${join(dir, 'tests', f)}`, `promtool ran ${f}`);
 });
