@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# modelwatch: the server and CLI (TypeScript run by tsx, a production dependency).
+# modelwatch: the server and CLI, compiled to JavaScript in a build stage.
 #
 #   docker build -t modelwatch .
 #   docker run -p 8080:8080 modelwatch            # serve models/diabetes on 0.0.0.0:8080
@@ -9,14 +9,26 @@
 
 ARG NODE_IMAGE=node:20-bookworm-slim
 
+# ---- build: TypeScript to dist/ ------------------------------------------------------------
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+# --ignore-scripts: no dependency needs its install script to compile (onnxruntime-node's only
+# downloads GPU providers), and prepare would build before src/ is copied.
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY src ./src
+RUN npm run build
+
 # ---- deps: production dependencies only -------------------------------------------------
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 ENV NODE_ENV=production
-# .npmrc carries onnxruntime-node-install=skip: the CPU binaries ship in the package and the
-# install script must not download GPU providers during the build.
-COPY package.json package-lock.json .npmrc ./
-RUN npm ci --omit=dev --no-audit --no-fund \
+COPY package.json package-lock.json ./
+# The CPU binaries ship in onnxruntime-node; its install script would only download the CUDA
+# providers, and prepare needs the dev dependencies. The macOS and Windows binaries (about 220 MB)
+# never run in this Linux image.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && rm -rf node_modules/onnxruntime-node/bin/napi-v6/darwin node_modules/onnxruntime-node/bin/napi-v6/win32 \
  && npm cache clean --force
 
 # ---- runtime ------------------------------------------------------------------------------
@@ -28,8 +40,9 @@ ENV NODE_ENV=production \
     MODELWATCH_CSV=/app/data/feature_log.csv
 
 COPY --from=deps --chown=root:root /app/node_modules ./node_modules
-COPY --chown=root:root package.json tsconfig.json ./
-COPY --chown=root:root src ./src
+COPY --chown=root:root package.json ./
+COPY --chown=root:root bin ./bin
+COPY --from=build --chown=root:root /app/dist ./dist
 COPY --chown=root:root models ./models
 
 # The code is owned by root and read-only to the service; only the feature log directory is
@@ -42,5 +55,5 @@ EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.MODELWATCH_PORT || 8080) + '/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 
-ENTRYPOINT ["node", "--import", "tsx", "src/cli.ts"]
+ENTRYPOINT ["node", "bin/modelwatch.js"]
 CMD ["serve"]

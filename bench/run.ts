@@ -38,7 +38,7 @@ const print = (line = '') => process.stdout.write(`${line}\n`);
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const mb = (bytes: number) => `${fmt(bytes / 2 ** 20, 1)} MB`;
 const modelwatch = (name: string, csv: string, extra: string[] = []) =>
-  startServer(name, 'src/cli.ts', ['serve', '--csv', join(work, csv), '--log-level', 'warn', ...extra]);
+  startServer(name, 'src/main.ts', ['serve', '--csv', join(work, csv), '--log-level', 'warn', ...extra]);
 
 try {
   print(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, ${fmt(totalmem() / 2 ** 30, 1)} GiB, node ${process.version}, ${process.platform}; load average at start ${loadavg().map((l) => fmt(l, 1)).join(' ')}`);

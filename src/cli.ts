@@ -2,34 +2,16 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildApp } from './app.js';
-import { decimal, logServiceLinks, optionsTable, parseServeConfig } from './config.js';
+import { decimal, logServiceLinks, parseServeConfig, type ServeConfig } from './config.js';
 import { loadBaseline } from './model/baseline.js';
 import { buildBaseline } from './model/build-baseline.js';
 import { checkFeatureLog, countLogRows, DEFAULT_MIN_Z, waitForLogRows } from './monitor/check-csv.js';
 import { stopOnSignals } from './shutdown.js';
 import { formatSummary, scenarios, simulate, type Scenario } from './simulate.js';
 import { ConfigInvalidError } from './errors.js';
+import { usageOf, type CommandName } from './usage.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
-
-const usage = `modelwatch: serve an ONNX model and watch it in production
-
-  modelwatch serve [options]            run the server (modelwatch serve --help lists every option)
-  modelwatch baseline --data FILE.csv --model model.onnx [--target COLUMN] [--eval-data FILE.csv]
-                      [--name NAME] [--version V] [--bins 10] [--task regression|classification]
-                      [--classes a,b,c] --out baseline.json
-  modelwatch check-csv [--file feature_log.csv] [--model-dir models/diabetes] [--last 10]
-                      [--threshold 0.2] [--min-z 3] [--fail-on-drift]
-  modelwatch simulate [--url http://127.0.0.1:8080] [--requests 10] [--drift 0.3] [--features bmi,bp]
-                      [--concurrency 1] [--batch 1] [--data models/diabetes/train.csv] [--seed 1]
-                      [--csv feature_log.csv] [--model-dir models/diabetes]
-                      [--feedback [--label-delay 0] [--label-noise 0]]   send each row's target as its label
-                      [--scenario mean|widen|bimodal]   how the --features change, with m and s the
-                      feature's mean and standard deviation over --data and d = --drift:
-                        mean (default)  v' = v * (1 + d)                  the mean moves by d
-                        widen           v' = m + (v - m) * (1 + d)        the spread grows, the mean stays
-                        bimodal         v' = m + c * (1 + d) * s, c = -1 or +1 by a fair coin per value:
-                                        two modes, the mean stays`;
 
 /** Parses a number option; a bad one names the flag and what was expected. */
 function numberOption(flag: string, value: string | undefined, fallback: number, check: (n: number) => boolean, expected: string): number {
@@ -41,19 +23,27 @@ function numberOption(flag: string, value: string | undefined, fallback: number,
 const positiveInteger = (n: number) => Number.isInteger(n) && n > 0;
 const isScenario = (s: string): s is Scenario => (scenarios as readonly string[]).includes(s);
 
-function parse(argv: string[], options: Record<string, { type: 'string' | 'boolean' }>) {
+function parse(command: Exclude<CommandName, 'serve'>, argv: string[], options: Record<string, { type: 'string' | 'boolean' }>) {
   try {
     return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as Record<string, string | boolean | undefined>;
   } catch (cause) {
-    throw new ConfigInvalidError('(command line)', `${(cause as Error).message}\n${usage}`, { cause });
+    throw new ConfigInvalidError('(command line)', `${(cause as Error).message}\n${usageOf(command)}`, { cause });
   }
 }
 
+/**
+ * serve's MODELWATCH_ variables, validated by serve's schema, so the environment that runs the
+ * server also points check-csv and simulate at its log, model and port.
+ */
+const serveEnvironment = (): ServeConfig => parseServeConfig([]);
+
+/** Where a client on this machine reaches the server: a wildcard bind answers on loopback. */
+function localUrl({ host, port }: ServeConfig): string {
+  const reachable = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  return `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`;
+}
+
 async function serve(argv: string[]): Promise<number> {
-  if (argv.includes('--help')) {
-    out(`modelwatch serve: every option is a flag and an environment variable; the flag wins.\n\n${optionsTable()}`);
-    return 0;
-  }
   const config = parseServeConfig(argv);
   const app = await buildApp(config);
   logServiceLinks(app.log, config);
@@ -65,7 +55,7 @@ async function serve(argv: string[]): Promise<number> {
 }
 
 async function baselineCommand(argv: string[]): Promise<number> {
-  const v = parse(argv, {
+  const v = parse('baseline', argv, {
     data: { type: 'string' }, model: { type: 'string' }, target: { type: 'string' }, 'eval-data': { type: 'string' },
     name: { type: 'string' }, version: { type: 'string' }, bins: { type: 'string' }, out: { type: 'string' }, task: { type: 'string' }, classes: { type: 'string' },
   });
@@ -78,7 +68,7 @@ async function baselineCommand(argv: string[]): Promise<number> {
     throw new ConfigInvalidError(`--classes = ${JSON.stringify(v.classes)}`, 'expected two or more distinct class names separated by commas, e.g. --classes setosa,versicolor,virginica');
   }
   for (const required of ['data', 'model', 'out']) {
-    if (typeof v[required] !== 'string') throw new ConfigInvalidError(`--${required}`, `is required\n${usage}`);
+    if (typeof v[required] !== 'string') throw new ConfigInvalidError(`--${required}`, `is required\n${usageOf('baseline')}`);
   }
   const baseline = await buildBaseline({
     data: v.data as string,
@@ -101,12 +91,13 @@ async function baselineCommand(argv: string[]): Promise<number> {
 }
 
 async function checkCsvCommand(argv: string[]): Promise<number> {
-  const v = parse(argv, {
+  const v = parse('check-csv', argv, {
     file: { type: 'string' }, 'model-dir': { type: 'string' }, last: { type: 'string' }, threshold: { type: 'string' }, 'min-z': { type: 'string' }, 'fail-on-drift': { type: 'boolean' },
   });
+  const env = serveEnvironment();
   const report = await checkFeatureLog({
-    file: (v.file as string | undefined) ?? 'feature_log.csv',
-    baseline: await loadBaseline(join((v['model-dir'] as string | undefined) ?? 'models/diabetes', 'baseline.json')),
+    file: (v.file as string | undefined) ?? env.csv,
+    baseline: await loadBaseline(join((v['model-dir'] as string | undefined) ?? env.modelDir, 'baseline.json')),
     last: numberOption('last', v.last as string | undefined, 10, positiveInteger, 'a positive integer'),
     threshold: numberOption('threshold', v.threshold as string | undefined, 0.2, (n) => n > 0 && Number.isFinite(n), 'a positive number such as 0.2'),
     minZ: numberOption('min-z', v['min-z'] as string | undefined, DEFAULT_MIN_Z, (n) => n >= 0 && Number.isFinite(n), 'a number >= 0 (0 turns the noise check off)'),
@@ -116,7 +107,7 @@ async function checkCsvCommand(argv: string[]): Promise<number> {
 }
 
 async function simulateCommand(argv: string[]): Promise<number> {
-  const v = parse(argv, {
+  const v = parse('simulate', argv, {
     url: { type: 'string' }, requests: { type: 'string' }, drift: { type: 'string' }, features: { type: 'string' }, concurrency: { type: 'string' },
     batch: { type: 'string' }, data: { type: 'string' }, target: { type: 'string' }, seed: { type: 'string' }, csv: { type: 'string' }, 'model-dir': { type: 'string' },
     feedback: { type: 'boolean' }, 'label-delay': { type: 'string' }, 'label-noise': { type: 'string' }, scenario: { type: 'string' },
@@ -128,9 +119,10 @@ async function simulateCommand(argv: string[]): Promise<number> {
     if (v[flag] !== undefined && !feedback) throw new ConfigInvalidError(`--${flag}`, 'only means something with --feedback');
   }
   const nonNegative = (n: number) => Number.isFinite(n) && n >= 0;
-  const modelDir = (v['model-dir'] as string | undefined) ?? 'models/diabetes';
+  const env = serveEnvironment();
+  const modelDir = (v['model-dir'] as string | undefined) ?? env.modelDir;
   const options = {
-    url: (v.url as string | undefined) ?? 'http://127.0.0.1:8080',
+    url: (v.url as string | undefined) ?? localUrl(env),
     requests: numberOption('requests', v.requests as string | undefined, 10, positiveInteger, 'a positive integer'),
     drift: numberOption('drift', v.drift as string | undefined, 0.3, (n) => Number.isFinite(n) && n > -1, 'a number above -1, such as 0.3 for +30%'),
     features: ((v.features as string | undefined) ?? '').split(',').filter(Boolean),
@@ -145,7 +137,7 @@ async function simulateCommand(argv: string[]): Promise<number> {
     labelNoise: numberOption('label-noise', v['label-noise'] as string | undefined, 0, nonNegative, 'a standard deviation in target units, 0 or more'),
     progress: process.stderr,
   };
-  const csv = (v.csv as string | undefined) ?? 'feature_log.csv';
+  const csv = (v.csv as string | undefined) ?? env.csv;
   const rowsBefore = await countLogRows(csv);
   const summary = await simulate(options);
   out(formatSummary(summary, options));
@@ -161,26 +153,10 @@ async function simulateCommand(argv: string[]): Promise<number> {
   return summary.ok === summary.sent && Object.keys(summary.labels.failed).length === 0 ? 0 : 1;
 }
 
-const commands: Record<string, (argv: string[]) => Promise<number>> = {
+/** Each command's exit code; serve answers -1 and keeps running until a signal sets it. */
+export const commands: Record<CommandName, (argv: string[]) => Promise<number>> = {
   serve,
   baseline: baselineCommand,
   'check-csv': checkCsvCommand,
   simulate: simulateCommand,
 };
-
-const [command, ...rest] = process.argv.slice(2);
-const run = command ? commands[command] : undefined;
-if (!run) {
-  process.stderr.write(`${command ? `unknown command "${command}"\n\n` : ''}${usage}\n`);
-  process.exitCode = command === '--help' ? 0 : 2;
-} else {
-  run(rest).then(
-    (code) => {
-      if (code >= 0) process.exitCode = code;
-    },
-    (err: Error & { code?: string }) => {
-      process.stderr.write(`modelwatch ${command}: ${err.code ? `${err.code} ` : ''}${err.message}\n`);
-      process.exitCode = 1;
-    },
-  );
-}

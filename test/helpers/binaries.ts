@@ -1,6 +1,6 @@
-// Locates the Prometheus tool binaries the alert tests run for real (promtool, amtool,
-// prometheus, alertmanager). When one is missing and the tests run as root (a CI container),
-// the Debian packages are installed once; otherwise the error says how to install them.
+// Locates the binaries the tests run for real (promtool, amtool, prometheus, alertmanager,
+// kubectl). When one is missing and the tests run as root (a CI container), its Debian package
+// is installed once; otherwise the error says how to install it.
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 
 const execFileAsync = promisify(execFile);
 
-export type BinaryName = 'promtool' | 'amtool' | 'prometheus' | 'alertmanager';
+export type BinaryName = 'promtool' | 'amtool' | 'prometheus' | 'alertmanager' | 'kubectl';
 
 /** Executable names to look for, in order: Debian installs Alertmanager as prometheus-alertmanager. */
 const CANDIDATES: Record<BinaryName, readonly string[]> = {
@@ -17,10 +17,17 @@ const CANDIDATES: Record<BinaryName, readonly string[]> = {
   amtool: ['amtool'],
   prometheus: ['prometheus'],
   alertmanager: ['alertmanager', 'prometheus-alertmanager'],
+  kubectl: ['kubectl'],
 };
 
-/** Debian packages that provide all four binaries. */
-export const DEBIAN_PACKAGES = ['prometheus', 'prometheus-alertmanager'] as const;
+/** The Debian packages that provide each binary. */
+const DEBIAN_PACKAGES: Record<BinaryName, readonly string[]> = {
+  promtool: ['prometheus', 'prometheus-alertmanager'],
+  amtool: ['prometheus', 'prometheus-alertmanager'],
+  prometheus: ['prometheus', 'prometheus-alertmanager'],
+  alertmanager: ['prometheus', 'prometheus-alertmanager'],
+  kubectl: ['kubectl'],
+};
 
 /** Directories searched after PATH (sbin directories are often missing from a non-root PATH). */
 const EXTRA_DIRS = ['/usr/local/bin', '/usr/bin', '/bin', '/usr/local/sbin', '/usr/sbin', '/sbin'];
@@ -48,31 +55,39 @@ export async function findBinary(name: BinaryName): Promise<string | undefined> 
 
 export function installInstructions(name: BinaryName): string {
   const names = CANDIDATES[name].join(' or ');
+  const elsewhere =
+    name === 'kubectl'
+      ? 'install kubectl (https://kubernetes.io/docs/tasks/tools/) and put it on PATH.'
+      : 'download prometheus and alertmanager from https://prometheus.io/download/ and put promtool, amtool, prometheus and alertmanager on PATH.';
   return (
-    `${names} was not found on PATH. The alert tests run the real Prometheus tools. Install them:\n` +
-    `  Debian/Ubuntu: sudo apt-get update && sudo apt-get install -y ${DEBIAN_PACKAGES.join(' ')}\n` +
-    `  elsewhere:     download prometheus and alertmanager from https://prometheus.io/download/ ` +
-    `and put promtool, amtool, prometheus and alertmanager on PATH.`
+    `${names} was not found on PATH. The tests run the real binary. Install it:\n` +
+    `  Debian/Ubuntu: sudo apt-get update && sudo apt-get install -y ${DEBIAN_PACKAGES[name].join(' ')}\n` +
+    `  elsewhere:     ${elsewhere}`
   );
 }
 
-let installing: Promise<void> | undefined;
+const installing = new Map<string, Promise<void>>();
 
-/** apt-get install of the Debian packages, at most once per process. */
-function installDebianPackages(): Promise<void> {
-  installing ??= (async () => {
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    // Another test process may hold the dpkg lock: wait for it instead of failing.
-    const lock = ['-o', 'DPkg::Lock::Timeout=300'];
-    const opts = { env, maxBuffer: 64 * 1024 * 1024, timeout: 15 * 60 * 1000 };
-    await execFileAsync('apt-get', [...lock, 'update'], opts);
-    await execFileAsync('apt-get', [...lock, 'install', '-y', '--no-install-recommends', ...DEBIAN_PACKAGES], opts);
-  })();
-  return installing;
+/** apt-get install of the Debian packages, at most once per process and package list. */
+function installDebianPackages(packages: readonly string[]): Promise<void> {
+  const key = packages.join(' ');
+  let install = installing.get(key);
+  if (!install) {
+    install = (async () => {
+      const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+      // Another test process may hold the dpkg lock: wait for it instead of failing.
+      const lock = ['-o', 'DPkg::Lock::Timeout=300'];
+      const opts = { env, maxBuffer: 64 * 1024 * 1024, timeout: 15 * 60 * 1000 };
+      await execFileAsync('apt-get', [...lock, 'update'], opts);
+      await execFileAsync('apt-get', [...lock, 'install', '-y', '--no-install-recommends', ...packages], opts);
+    })();
+    installing.set(key, install);
+  }
+  return install;
 }
 
 /**
- * Absolute path of a Prometheus tool. Installs the Debian packages when the binary is missing
+ * Absolute path of a tool. Installs its Debian packages when the binary is missing
  * and the process runs as root; otherwise throws an Error that says how to install them.
  */
 export async function requireBinary(name: BinaryName): Promise<string> {
@@ -80,7 +95,7 @@ export async function requireBinary(name: BinaryName): Promise<string> {
   if (found) return found;
   if (process.getuid?.() === 0) {
     try {
-      await installDebianPackages();
+      await installDebianPackages(DEBIAN_PACKAGES[name]);
     } catch (err) {
       throw new Error(
         `${installInstructions(name)}\nInstalling them with apt-get failed: ${(err as Error).message}`,

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The repository root: children run `src/cli.ts` from here, as `npx tsx src/cli.ts` would. */
+/** The repository root: children run `src/main.ts` from here, as `npx tsx src/main.ts` would. */
 export const root = fileURLToPath(new URL('../../', import.meta.url));
 export const diabetesDir = join(root, 'models/diabetes');
 
@@ -38,9 +38,9 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Starts `node --import tsx src/cli.ts ...args` in the repository root. */
+/** Starts `node --import tsx src/main.ts ...args` in the repository root. */
 export function spawnCli(args: string[], env: Record<string, string> = {}): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { cwd: root, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], { cwd: root, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 /** Collects a child's output; resolves when it exits, or kills it (SIGKILL) after `timeoutMs` and rejects. */
