@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import { requireTokens } from './auth.js';
 import { answerClientError } from './client-errors.js';
 import type { ServeConfig } from './config.js';
 import { loadBaseline } from './model/baseline.js';
@@ -53,6 +54,12 @@ export async function buildApp(config: ServeConfig, options: AppOptions = {}): P
   }
   app.decorate('watch', watch);
   app.addHook('onClose', async () => watch.close());
+  try {
+    requireTokens(app, config);
+  } catch (err) {
+    await watch.close();
+    throw err;
+  }
   guardAgainstOverload(app, config);
   boundJsonDepth(app);
   await app.register(healthRoutes);

@@ -1,7 +1,8 @@
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildApp } from './app.js';
+import { parseTokens } from './auth.js';
 import { decimal, logServiceLinks, optionsTable, parseServeConfig } from './config.js';
 import { loadBaseline } from './model/baseline.js';
 import { buildBaseline } from './model/build-baseline.js';
@@ -22,6 +23,7 @@ const usage = `modelwatch: serve an ONNX model and watch it in production
   modelwatch simulate [--url http://127.0.0.1:8080] [--requests 10] [--drift 0.3] [--features bmi,bp]
                       [--concurrency 1] [--batch 1] [--data models/diabetes/train.csv] [--seed 1]
                       [--csv feature_log.csv] [--model-dir models/diabetes]
+                      [--token-file FILE]   its first token is sent as Authorization: Bearer
                       [--feedback [--label-delay 0] [--label-noise 0]]   send each row's target as its label
                       [--scenario mean|widen|bimodal]   how the --features change, with m and s the
                       feature's mean and standard deviation over --data and d = --drift:
@@ -36,6 +38,18 @@ function numberOption(flag: string, value: string | undefined, fallback: number,
   const n = decimal(value);
   if (n === undefined || !check(n)) throw new ConfigInvalidError(`--${flag} = ${JSON.stringify(value)}`, `expected ${expected}`);
   return n;
+}
+/** The first token of a token file (what the server's --ingest-token-file holds). */
+async function firstToken(file: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (cause) {
+    throw new ConfigInvalidError(`--token-file = ${JSON.stringify(file)}`, `cannot be read: ${(cause as Error).message}`, { cause });
+  }
+  const [token] = parseTokens(text);
+  if (token === undefined) throw new ConfigInvalidError(`--token-file = ${JSON.stringify(file)}`, 'holds no token; write one token a line');
+  return token;
 }
 const positiveInteger = (n: number) => Number.isInteger(n) && n > 0;
 const isScenario = (s: string): s is Scenario => (scenarios as readonly string[]).includes(s);
@@ -105,6 +119,7 @@ async function simulateCommand(argv: string[]): Promise<number> {
     url: { type: 'string' }, requests: { type: 'string' }, drift: { type: 'string' }, features: { type: 'string' }, concurrency: { type: 'string' },
     batch: { type: 'string' }, data: { type: 'string' }, target: { type: 'string' }, seed: { type: 'string' }, csv: { type: 'string' }, 'model-dir': { type: 'string' },
     feedback: { type: 'boolean' }, 'label-delay': { type: 'string' }, 'label-noise': { type: 'string' }, scenario: { type: 'string' },
+    'token-file': { type: 'string' },
   });
   const scenario = (v.scenario as string | undefined) ?? 'mean';
   if (!isScenario(scenario)) throw new ConfigInvalidError(`--scenario = ${JSON.stringify(scenario)}`, `expected one of ${scenarios.join(', ')}`);
@@ -128,6 +143,7 @@ async function simulateCommand(argv: string[]): Promise<number> {
     feedback,
     labelDelay: numberOption('label-delay', v['label-delay'] as string | undefined, 0, nonNegative, 'seconds, 0 or more'),
     labelNoise: numberOption('label-noise', v['label-noise'] as string | undefined, 0, nonNegative, 'a standard deviation in target units, 0 or more'),
+    token: typeof v['token-file'] === 'string' ? await firstToken(v['token-file']) : undefined,
     progress: process.stderr,
   };
   const csv = (v.csv as string | undefined) ?? 'feature_log.csv';

@@ -71,6 +71,13 @@ export type FeedbackRejectReason = (typeof feedbackRejectReasons)[number];
 export const httpClientErrorReasons = ['body_framing', 'headers_too_large', 'timeout', 'malformed'] as const;
 export type HttpClientErrorReason = (typeof httpClientErrorReasons)[number];
 
+/**
+ * What a request refused for a missing or wrong credential was for: a closed set, so neither
+ * the path an attacker chose nor anything from the credential ever becomes a label.
+ */
+export const authRoutes = ['observe', 'feedback', 'predict', 'v2_infer'] as const;
+export type AuthRoute = (typeof authRoutes)[number];
+
 type Labels = Record<string, string | number>;
 
 /**
@@ -108,6 +115,7 @@ export interface Metrics {
   countInvalid(reason: InvalidReason): void;
   countFeedbackRejected(reason: FeedbackRejectReason): void;
   countHttpClientError(reason: HttpClientErrorReason): void;
+  countAuthFailure(route: AuthRoute): void;
   observeInference(seconds: number): void;
 }
 
@@ -240,6 +248,7 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
   });
   const countFeedbackRejected = enumCounter('model_feedback_rejected_total', 'Rejected POST /feedback requests, by reason (closed enum).', 'reason', feedbackRejectReasons);
   const countHttpClientError = enumCounter('model_http_client_errors_total', 'Requests refused by the HTTP parser before routing, by reason (closed enum).', 'reason', httpClientErrorReasons);
+  const countAuthFailure = enumCounter('model_auth_failures_total', 'Requests refused with 401 for a missing or wrong credential, by the route they were for (closed set).', 'route', authRoutes);
 
   return {
     registry,
@@ -247,6 +256,7 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
     countInvalid,
     countFeedbackRejected,
     countHttpClientError,
+    countAuthFailure,
     observeInference: (seconds) => inference.observe(seconds),
   };
 }
