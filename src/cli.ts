@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildApp } from './app.js';
 import { parseTokens } from './auth.js';
+import { listen } from './listeners.js';
 import { decimal, logServiceLinks, optionsTable, parseServeConfig } from './config.js';
 import { loadBaseline } from './model/baseline.js';
 import { buildBaseline } from './model/build-baseline.js';
@@ -73,7 +74,7 @@ async function serve(argv: string[]): Promise<number> {
   stopOnSignals(app, config.shutdownTimeoutMs);
   // logrotate's postrotate sends SIGHUP: the feature log moves to the path's new file instead of exiting.
   process.on('SIGHUP', () => void app.watch.featureLog?.reopen());
-  await app.listen({ port: config.port, host: config.host });
+  await listen(app, config);
   return -1;
 }
 

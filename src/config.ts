@@ -142,6 +142,9 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
       'the minimum must be below the maximum',
     );
   }
+  if (config.metricsPort !== 0 && config.metricsPort === config.port) {
+    throw new ConfigInvalidError(`--metrics-port ${config.metricsPort} / --port ${config.port}`, 'the metrics port must differ from the port, or be 0 to serve /metrics on --port');
+  }
   if (config.upstream !== '' && !(URL.canParse(config.upstream) && /^https?:$/.test(new URL(config.upstream).protocol))) {
     throw new ConfigInvalidError(`--upstream / ${envName('upstream')} = ${JSON.stringify(config.upstream)}`, 'expected an http:// or https:// URL such as http://127.0.0.1:9000');
   }
