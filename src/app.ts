@@ -15,6 +15,7 @@ import healthRoutes from './routes/health.js';
 import observeRoutes from './routes/observe.js';
 import predictRoutes from './routes/predict.js';
 import v2Routes from './routes/v2.js';
+import { httpsOptions, secureServer, webConfigs } from './web-config.js';
 import { createWatch, type Watch, type WatchOptions } from './watch.js';
 
 declare module 'fastify' {
@@ -30,13 +31,17 @@ export type AppOptions = WatchOptions;
  * the model, and the warm-up prediction, happen here, so a bad model dir fails before any port opens.
  */
 export async function buildApp(config: ServeConfig, options: AppOptions = {}): Promise<FastifyInstance> {
+  const web = webConfigs(config);
   const baseline = await loadBaseline(join(config.modelDir, 'baseline.json'));
   // A sidecar's model runs upstream: only the baseline is read here, and no model.onnx is needed.
   const model =
     config.upstream === ''
       ? inProcess(await OnnxModel.load(join(config.modelDir, 'model.onnx'), baseline.features.length))
       : new UpstreamModel(config, baseline);
+  const https = httpsOptions(web.main);
+  // Typed as the HTTP server it mostly is: routes and hooks do not care which one carries them.
   const app = Fastify({
+    ...(https === undefined ? {} : { https }),
     logger: options.logStream ? { level: config.logLevel, stream: options.logStream } : { level: config.logLevel },
     bodyLimit: config.bodyLimit,
     clientErrorHandler: answerClientError,
@@ -44,7 +49,8 @@ export async function buildApp(config: ServeConfig, options: AppOptions = {}): P
     logController: new LogController({ disableRequestLogging: true }),
     // Input is validated exactly as sent: no coercion of "12" to 12, no silent dropping of unknown keys.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
-  });
+  }) as unknown as FastifyInstance;
+  if (web.main) secureServer(app, web.main);
   let watch: Watch;
   try {
     watch = createWatch(config, baseline, model, app.log, options);
@@ -63,7 +69,7 @@ export async function buildApp(config: ServeConfig, options: AppOptions = {}): P
   guardAgainstOverload(app, config);
   boundJsonDepth(app);
   await app.register(healthRoutes);
-  await serveMetrics(app, config);
+  await serveMetrics(app, config, web.metrics);
   await app.register(predictRoutes);
   await app.register(feedbackRoutes);
   await app.register(observeRoutes);

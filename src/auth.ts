@@ -87,6 +87,10 @@ const guarded: Record<string, { route: AuthRoute; tokens: 'ingest' | 'predict'; 
   '/v2/models/:name/versions/:version/infer': { route: 'v2_infer', tokens: 'predict', errorText: 'message' },
 };
 
+const guardOf = (request: FastifyRequest) => (request.routeOptions.url === undefined ? undefined : guarded[request.routeOptions.url]);
+/** The label of model_auth_failures_total for a request a token may guard; undefined for the other routes. */
+export const guardedRoute = (request: FastifyRequest): AuthRoute | undefined => guardOf(request)?.route;
+
 const BEARER = /^Bearer +(\S+) *$/i;
 
 /**
@@ -113,7 +117,7 @@ export function requireTokens(app: FastifyInstance, config: Pick<ServeConfig, To
   if (!ingest && !predict) return;
   const flags = { ingest: `--${flagName('ingestTokenFile')}`, predict: `--${flagName('predictTokenFile')}` };
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-    const guard = request.routeOptions.url === undefined ? undefined : guarded[request.routeOptions.url];
+    const guard = guardOf(request);
     const tokens = guard && app.tokens[guard.tokens];
     if (!guard || !tokens) return;
     const sent = BEARER.exec(request.headers.authorization ?? '')?.[1];

@@ -3,6 +3,7 @@ import { answerClientError } from './client-errors.js';
 import type { ServeConfig } from './config.js';
 import healthRoutes from './routes/health.js';
 import metricsRoutes from './routes/metrics.js';
+import { httpsOptions, secureServer, type WebConfig } from './web-config.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -17,20 +18,23 @@ declare module 'fastify' {
  * a NetworkPolicy can admit Prometheus to one port and clients to the other. It closes once the
  * app's requests are done, so a replica draining on SIGTERM is still scraped while it drains.
  */
-export async function serveMetrics(app: FastifyInstance, config: Pick<ServeConfig, 'metricsPort'>): Promise<void> {
+export async function serveMetrics(app: FastifyInstance, config: Pick<ServeConfig, 'metricsPort'>, web: WebConfig | undefined): Promise<void> {
   if (config.metricsPort === 0) {
     app.decorate('metricsListener', undefined);
     await app.register(metricsRoutes);
     return;
   }
+  const https = httpsOptions(web);
   const metrics = Fastify({
+    ...(https === undefined ? {} : { https }),
     loggerInstance: app.log.child({ listener: 'metrics' }),
     clientErrorHandler: answerClientError,
     logController: new LogController({ disableRequestLogging: true }),
     // Shutdown waits for the main port's requests, under --shutdown-timeout-ms; a scrape cut
     // short is retried by Prometheus, and an idle or stalled one must not hold the exit.
     forceCloseConnections: true,
-  });
+  }) as unknown as FastifyInstance;
+  if (web) secureServer(metrics, web);
   metrics.decorate('watch', app.watch);
   await metrics.register(healthRoutes);
   await metrics.register(metricsRoutes);

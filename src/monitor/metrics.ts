@@ -72,10 +72,11 @@ export const httpClientErrorReasons = ['body_framing', 'headers_too_large', 'tim
 export type HttpClientErrorReason = (typeof httpClientErrorReasons)[number];
 
 /**
- * What a request refused for a missing or wrong credential was for: a closed set, so neither
+ * What a request refused for a missing or wrong credential was for: the four routes a token can
+ * guard, and for basic auth (--web-config-file) /metrics and every other route. A closed set, so neither
  * the path an attacker chose nor anything from the credential ever becomes a label.
  */
-export const authRoutes = ['observe', 'feedback', 'predict', 'v2_infer'] as const;
+export const authRoutes = ['observe', 'feedback', 'predict', 'v2_infer', 'metrics', 'other'] as const;
 export type AuthRoute = (typeof authRoutes)[number];
 
 type Labels = Record<string, string | number>;
