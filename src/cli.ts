@@ -1,7 +1,9 @@
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildApp } from './app.js';
+import { parseTokens } from './auth.js';
+import { listen } from './listeners.js';
 import { decimal, logServiceLinks, parseServeConfig, type ServeConfig } from './config.js';
 import { loadBaseline } from './model/baseline.js';
 import { buildBaseline } from './model/build-baseline.js';
@@ -19,6 +21,18 @@ function numberOption(flag: string, value: string | undefined, fallback: number,
   const n = decimal(value);
   if (n === undefined || !check(n)) throw new ConfigInvalidError(`--${flag} = ${JSON.stringify(value)}`, `expected ${expected}`);
   return n;
+}
+/** The first token of a token file (what the server's --ingest-token-file holds). */
+async function firstToken(file: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (cause) {
+    throw new ConfigInvalidError(`--token-file = ${JSON.stringify(file)}`, `cannot be read: ${(cause as Error).message}`, { cause });
+  }
+  const [token] = parseTokens(text);
+  if (token === undefined) throw new ConfigInvalidError(`--token-file = ${JSON.stringify(file)}`, 'holds no token; write one token a line');
+  return token;
 }
 const positiveInteger = (n: number) => Number.isInteger(n) && n > 0;
 const isScenario = (s: string): s is Scenario => (scenarios as readonly string[]).includes(s);
@@ -50,7 +64,7 @@ async function serve(argv: string[]): Promise<number> {
   stopOnSignals(app, config.shutdownTimeoutMs);
   // logrotate's postrotate sends SIGHUP: the feature log moves to the path's new file instead of exiting.
   process.on('SIGHUP', () => void app.watch.featureLog?.reopen());
-  await app.listen({ port: config.port, host: config.host });
+  await listen(app, config);
   return -1;
 }
 
@@ -111,6 +125,7 @@ async function simulateCommand(argv: string[]): Promise<number> {
     url: { type: 'string' }, requests: { type: 'string' }, drift: { type: 'string' }, features: { type: 'string' }, concurrency: { type: 'string' },
     batch: { type: 'string' }, data: { type: 'string' }, target: { type: 'string' }, seed: { type: 'string' }, csv: { type: 'string' }, 'model-dir': { type: 'string' },
     feedback: { type: 'boolean' }, 'label-delay': { type: 'string' }, 'label-noise': { type: 'string' }, scenario: { type: 'string' },
+    'token-file': { type: 'string' },
   });
   const scenario = (v.scenario as string | undefined) ?? 'mean';
   if (!isScenario(scenario)) throw new ConfigInvalidError(`--scenario = ${JSON.stringify(scenario)}`, `expected one of ${scenarios.join(', ')}`);
@@ -135,6 +150,7 @@ async function simulateCommand(argv: string[]): Promise<number> {
     feedback,
     labelDelay: numberOption('label-delay', v['label-delay'] as string | undefined, 0, nonNegative, 'seconds, 0 or more'),
     labelNoise: numberOption('label-noise', v['label-noise'] as string | undefined, 0, nonNegative, 'a standard deviation in target units, 0 or more'),
+    token: typeof v['token-file'] === 'string' ? await firstToken(v['token-file']) : undefined,
     progress: process.stderr,
   };
   const csv = (v.csv as string | undefined) ?? env.csv;

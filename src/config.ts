@@ -10,6 +10,12 @@ import { ConfigInvalidError } from './errors.js';
 export const serveOptions = {
   port: { type: 'integer', minimum: 0, maximum: 65535, default: 8080, description: 'TCP port to listen on' },
   host: { type: 'string', minLength: 1, default: '127.0.0.1', description: 'address to bind (the compose file sets 0.0.0.0)' },
+  metricsPort: { type: 'integer', minimum: 0, maximum: 65535, default: 0, description: 'a second port for Prometheus and probes: GET /metrics, /healthz and /readyz are served there and /metrics leaves --port (the probes stay on both); 0 serves everything on --port' },
+  metricsHost: { type: 'string', default: '', description: 'address the --metrics-port binds; empty means --host' },
+  ingestTokenFile: { type: 'string', default: '', description: 'file of bearer tokens, one a line, re-read when it changes: POST /observe and POST /feedback then need `Authorization: Bearer <token>`, or answer 401; empty leaves them open' },
+  predictTokenFile: { type: 'string', default: '', description: 'the same for POST /predict and V2 infer; empty leaves them open' },
+  webConfigFile: { type: 'string', default: '', description: 'TLS and basic auth in the Prometheus exporter-toolkit format (tls_server_config, basic_auth_users with bcrypt hashes), for the listener that serves /metrics; empty serves plain HTTP' },
+  webConfigAppliesTo: { type: 'string', enum: ['metrics', 'all'], default: 'metrics', description: 'metrics: --web-config-file secures the listener serving /metrics (--metrics-port, or --port without one); all: --port as well' },
   modelDir: { type: 'string', minLength: 1, default: 'models/diabetes', description: 'folder with model.onnx and baseline.json (a sidecar, with --upstream, needs only baseline.json)' },
   window: { type: 'integer', minimum: 1, maximum: 1_000_000, default: 1000, description: 'rows in the rolling window behind the rolling means' },
   predictionMin: { type: 'number', default: 0, description: 'predictions below this are counted as outliers (below_min)' },
@@ -135,6 +141,9 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
       `--prediction-min ${config.predictionMin} / --prediction-max ${config.predictionMax}`,
       'the minimum must be below the maximum',
     );
+  }
+  if (config.metricsPort !== 0 && config.metricsPort === config.port) {
+    throw new ConfigInvalidError(`--metrics-port ${config.metricsPort} / --port ${config.port}`, 'the metrics port must differ from the port, or be 0 to serve /metrics on --port');
   }
   if (config.upstream !== '' && !(URL.canParse(config.upstream) && /^https?:$/.test(new URL(config.upstream).protocol))) {
     throw new ConfigInvalidError(`--upstream / ${envName('upstream')} = ${JSON.stringify(config.upstream)}`, 'expected an http:// or https:// URL such as http://127.0.0.1:9000');

@@ -13,6 +13,8 @@ export const ModelShapeError = createError('MW_ERR_MODEL_SHAPE', 'model %s has a
 export const BaselineMissingError = createError('MW_ERR_BASELINE_MISSING', 'baseline file %s does not exist: %s', 500);
 export const BaselineInvalidError = createError('MW_ERR_BASELINE_INVALID', 'baseline file %s is not usable: %s', 500);
 export const CsvHeaderMismatchError = createError('MW_ERR_CSV_HEADER_MISMATCH', 'feature log %s has another header: %s', 500);
+// Three values and the options with the cause: more than the three arguments @fastify/error types by default.
+export const WebConfigInvalidError = createError<'MW_ERR_WEB_CONFIG_INVALID', 500, [file: string, field: string, problem: string, options?: { cause: unknown }]>('MW_ERR_WEB_CONFIG_INVALID', 'web config file %s, field %s: %s', 500);
 export const DataInvalidError = createError('MW_ERR_DATA_INVALID', '%s: %s', 500);
 
 // Request errors: the body says which field is wrong and what was expected.
@@ -22,6 +24,7 @@ export const JsonTooDeepError = createError('MW_ERR_JSON_TOO_DEEP', 'body nests 
 export const EmptyBodyError = createError('MW_ERR_EMPTY_BODY', 'body is empty; send %s', 400);
 export const BodyTooLargeError = createError('MW_ERR_BODY_TOO_LARGE', 'request body is larger than the limit of %d bytes; split the batch or raise --body-limit', 413);
 export const UnsupportedMediaTypeError = createError('MW_ERR_UNSUPPORTED_MEDIA_TYPE', 'content-type must be application/json, got %s', 415);
+export const UnauthorizedError = createError('MW_ERR_UNAUTHORIZED', '%s', 401);
 export const ModelNotFoundError = createError('MW_ERR_MODEL_NOT_FOUND', 'no model named %s; this server serves %s', 404);
 // Refused by Node's HTTP parser before any route: answered by src/client-errors.ts.
 export const HttpMalformedError = createError('MW_ERR_HTTP_MALFORMED', 'request is not valid HTTP/1.1: %s', 400);

@@ -39,7 +39,7 @@ const RETRY_AFTER_SECONDS = SAMPLE_INTERVAL_MS / 1000;
  * made the one-row probes of that storm 4 to 7 s late, the times at which dropped SYNs are retried.
  */
 const DRAIN_AT_MOST_BYTES = 64 * 1024;
-const costlyToDrain = (headers: IncomingHttpHeaders) =>
+export const costlyToDrain = (headers: IncomingHttpHeaders) =>
   headers['transfer-encoding'] !== undefined || Number(headers['content-length'] ?? 0) > DRAIN_AT_MOST_BYTES;
 
 type Bounds = Pick<ServeConfig, 'maxEventLoopDelayMs' | 'maxRequestsInFlight'>;

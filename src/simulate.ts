@@ -28,6 +28,8 @@ export interface SimulateOptions {
   labelDelay?: number;
   /** Standard deviation of gaussian noise added to each label (default 0: the exact target). */
   labelNoise?: number;
+  /** Sent as `Authorization: Bearer` with every request: a token of the server's --ingest-token-file (and --predict-token-file, when it has one). */
+  token?: string;
   /** Where progress goes; a bar is drawn only when it is a terminal and the run is long. */
   progress?: NodeJS.WriteStream;
 }
@@ -127,6 +129,7 @@ export async function simulate(options: SimulateOptions): Promise<SimulateSummar
   const noise = gaussian(mulberry32(options.seed ^ 0x5bd1e995));
 
   const target = new URL('/predict', options.url);
+  const headers = { 'content-type': 'application/json', ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }) };
   const pool = new Pool(target.origin, { connections: options.concurrency, headersTimeout: 30_000, bodyTimeout: 30_000 });
   const summary: SimulateSummary = {
     sent: 0,
@@ -148,7 +151,7 @@ export async function simulate(options: SimulateOptions): Promise<SimulateSummar
       const response = await pool.request({
         method: 'POST',
         path: '/feedback',
-        headers: { 'content-type': 'application/json' },
+        headers,
         body: JSON.stringify(labels.length === 1 ? labels[0] : { labels }),
       });
       const answer = (await response.body.json()) as { outcome?: string; outcomes?: string[] };
@@ -183,7 +186,7 @@ export async function simulate(options: SimulateOptions): Promise<SimulateSummar
       summary.sent++;
       summary.rows += options.batch;
       try {
-        const response = await pool.request({ method: 'POST', path: target.pathname, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        const response = await pool.request({ method: 'POST', path: target.pathname, headers, body: JSON.stringify(body) });
         const answer = (await response.body.json()) as { id?: string; ids?: string[]; prediction?: Answered; predictions?: Answered[] };
         if (response.statusCode === 200) {
           summary.ok++;

@@ -13,6 +13,7 @@ export const commandUsage = {
   simulate: `  modelwatch simulate [--url http://127.0.0.1:8080 (env)] [--requests 10] [--drift 0.3] [--features bmi,bp]
                       [--concurrency 1] [--batch 1] [--data MODEL_DIR/train.csv] [--seed 1]
                       [--csv feature_log.csv (env)] [--model-dir models/diabetes (env)]
+                      [--token-file FILE]   its first token is sent as Authorization: Bearer
                       [--feedback [--label-delay 0] [--label-noise 0]]   send each row's target as its label
                       [--scenario mean|widen|bimodal]   how the --features change, with m and s the
                       feature's mean and standard deviation over --data and d = --drift:

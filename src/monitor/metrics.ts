@@ -76,6 +76,14 @@ export type FeedbackRejectReason = (typeof feedbackRejectReasons)[number];
 export const httpClientErrorReasons = ['body_framing', 'headers_too_large', 'timeout', 'malformed'] as const;
 export type HttpClientErrorReason = (typeof httpClientErrorReasons)[number];
 
+/**
+ * What a request refused for a missing or wrong credential was for: the four routes a token can
+ * guard, and for basic auth (--web-config-file) /metrics and every other route. A closed set, so neither
+ * the path an attacker chose nor anything from the credential ever becomes a label.
+ */
+export const authRoutes = ['observe', 'feedback', 'predict', 'v2_infer', 'metrics', 'other'] as const;
+export type AuthRoute = (typeof authRoutes)[number];
+
 type Labels = Record<string, string | number>;
 
 /**
@@ -113,6 +121,7 @@ export interface Metrics {
   countInvalid(reason: InvalidReason): void;
   countFeedbackRejected(reason: FeedbackRejectReason): void;
   countHttpClientError(reason: HttpClientErrorReason): void;
+  countAuthFailure(route: AuthRoute): void;
   observeInference(seconds: number): void;
 }
 
@@ -228,6 +237,7 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
   });
   const countFeedbackRejected = enumCounter('model_feedback_rejected_total', 'Rejected POST /feedback requests, by reason (closed enum).', 'reason', feedbackRejectReasons);
   const countHttpClientError = enumCounter('model_http_client_errors_total', 'Requests refused by the HTTP parser before routing, by reason (closed enum).', 'reason', httpClientErrorReasons);
+  const countAuthFailure = enumCounter('model_auth_failures_total', 'Requests refused with 401 for a missing or wrong credential, by the route they were for (closed set).', 'route', authRoutes);
 
   /** The families of a model that answers a number per row. */
   function registerRegression(regression: RegressionMonitor, b: RegressionBaseline) {
@@ -295,6 +305,7 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
     countInvalid,
     countFeedbackRejected,
     countHttpClientError,
+    countAuthFailure,
     observeInference: (seconds) => inference.observe(seconds),
   };
 }

@@ -168,12 +168,12 @@ t.test('prometheus scrapes the server on its default port and finds its rules', 
   for (const target of targets) {
     const { host, port } = hostPort(target);
     t.ok(services[host], `target host ${host} is a compose service`);
-    t.equal(port, SERVER_DEFAULT_PORT, `target ${target} uses the server default port`);
     const s = services[host];
     if (!s) continue;
     t.ok(containerPorts(s).includes(port), `${host} publishes container port ${port}`);
     const e = env(s);
-    if (e.MODELWATCH_PORT !== undefined) t.equal(Number(e.MODELWATCH_PORT), port, 'MODELWATCH_PORT agrees');
+    const served = Number(e.MODELWATCH_METRICS_PORT ?? e.MODELWATCH_PORT ?? SERVER_DEFAULT_PORT);
+    t.equal(port, served, `target ${target} is the port serving /metrics (MODELWATCH_METRICS_PORT, else MODELWATCH_PORT, else the default)`);
     t.equal(e.MODELWATCH_HOST, '0.0.0.0', `${host} listens on all interfaces in its container`);
   }
 });

@@ -297,6 +297,10 @@ export interface PrometheusOptions {
   intervalSeconds?: number;
   /** host:port of Alertmanagers to send alerts to; default none. */
   alertmanagers?: string[];
+  /** Scrape settings merged into the modelwatch job (scheme, tls_config, basic_auth); default none. */
+  job?: Record<string, unknown>;
+  /** More scrape jobs beside modelwatch, each with its job_name and static_configs; default none. */
+  extraJobs?: { job_name: string; static_configs: { targets: string[] }[]; [key: string]: unknown }[];
 }
 
 /**
@@ -324,7 +328,8 @@ export async function startPrometheus(t: Teardown, options: PrometheusOptions): 
   config.alerting = { alertmanagers: [{ static_configs: [{ targets: alertmanagers }] }] };
   const job = config.scrape_configs.find((c) => c.job_name === JOB);
   if (!job) throw new Error(`prometheus/prometheus.yml has no scrape job "${JOB}"`);
-  Object.assign(job, { scrape_interval: interval, scrape_timeout: interval, static_configs: [{ targets }] });
+  Object.assign(job, options.job, { scrape_interval: interval, scrape_timeout: interval, static_configs: [{ targets }] });
+  config.scrape_configs.push(...(options.extraJobs ?? []).map((extra) => ({ scrape_interval: interval, scrape_timeout: interval, ...extra })));
   const configFile = join(dir, 'prometheus.yml');
   // Prometheus applies new scrape targets every 5 seconds, so its first scrape comes up to 5s
   // after start. Scaled down, that is long enough for absent(up) to fire ModelExporterDown
