@@ -19,6 +19,7 @@ interface Container {
   livenessProbe?: { httpGet: { path: string } };
   readinessProbe?: { httpGet: { path: string } };
   securityContext?: { allowPrivilegeEscalation?: boolean };
+  ports?: { name: string; containerPort: number }[];
 }
 interface K8sObject {
   apiVersion: string;
@@ -27,7 +28,9 @@ interface K8sObject {
   spec?: {
     groups?: { name: string }[];
     jobLabel?: string;
-    template?: { spec: { enableServiceLinks?: boolean; securityContext?: { runAsNonRoot?: boolean }; containers: Container[] } };
+    endpoints?: unknown[];
+    ingress?: { ports: unknown[] }[];
+    template?: { spec: { enableServiceLinks?: boolean; securityContext?: { runAsNonRoot?: boolean }; containers: Container[]; volumes?: { name: string }[] } };
   };
   data?: Record<string, string>;
 }
@@ -45,6 +48,7 @@ const BASE_OBJECTS = [
   'apps/v1 Deployment modelwatch',
   'monitoring.coreos.com/v1 PrometheusRule modelwatch',
   'monitoring.coreos.com/v1 ServiceMonitor modelwatch',
+  'networking.k8s.io/v1 NetworkPolicy modelwatch',
   'v1 ConfigMap modelwatch-dashboards',
   'v1 Service modelwatch',
 ];
@@ -84,6 +88,14 @@ t.test('the base: a sidecar next to a model server, its Service, ServiceMonitor,
   t.same(monitor.metadata.labels, RELEASE_LABEL);
   t.equal(monitor.spec!.jobLabel, 'app.kubernetes.io/name');
   t.equal(objects.find((o) => o.kind === 'Service')!.metadata.labels!['app.kubernetes.io/name'], 'modelwatch', 'job="modelwatch", as the rules expect');
+  t.same(monitor.spec!.endpoints, [{ port: 'metrics', path: '/metrics', interval: '15s' }], 'scraped on the metrics listener');
+  t.same(sidecar.ports, [{ name: 'http', containerPort: 8080 }, { name: 'metrics', containerPort: 9464 }]);
+  const sidecarEnv = Object.fromEntries((sidecar.env ?? []).map(({ name, value }) => [name, value]));
+  t.equal(parseServeConfig(sidecar.args.slice(1), sidecarEnv).metricsPort, 9464, 'the metrics listener serves the metrics port');
+  t.equal(sidecarEnv.MODELWATCH_INGEST_TOKEN_FILE, '/etc/modelwatch/tokens/ingest', 'ingest needs a token');
+  t.same(pod.volumes?.find((v) => v.name === 'ingest-tokens'), { name: 'ingest-tokens', secret: { secretName: 'modelwatch-ingest-tokens' } }, 'from a Secret, never inline');
+  const policy = objects.find((o) => o.kind === 'NetworkPolicy')!;
+  t.same(policy.spec!.ingress!.map((rule) => rule.ports), [[{ port: 'metrics' }], [{ port: 'http' }]], 'Prometheus to the metrics port, clients to the prediction port, nothing else');
   const dashboards = objects.find((o) => o.kind === 'ConfigMap')!;
   t.same(dashboards.metadata.labels, { grafana_dashboard: '1' });
   t.equal(dashboards.data!['modelwatch.json'], await readFile(join(root, 'grafana/dashboards/modelwatch.json'), 'utf8'));
