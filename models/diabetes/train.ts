@@ -1,8 +1,10 @@
 // Trains the default model (OLS on raw diabetes features) without Python.
-// Usage: npx tsx models/diabetes/train.ts [path/to/diabetes.csv]
+// Usage: npx tsx models/diabetes/train.ts [--data diabetes.csv] [--out DIR]
+// Both default to this file's directory, never the working directory: it runs from anywhere.
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { encodeLinearOnnx } from '../../src/model/onnx-linear.js';
 import { mulberry32 } from '../../src/random.js';
@@ -13,8 +15,9 @@ const FEATURES = ['age', 'sex', 'bmi', 'bp', 's1', 's2', 's3', 's4', 's5', 's6']
 const TARGET = 'target';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const repoRoot = path.resolve(here, '../..');
-const csvPath = path.resolve(process.argv[2] ?? path.resolve(repoRoot, '../shared/data/diabetes.csv'));
+const { values: args } = parseArgs({ options: { data: { type: 'string' }, out: { type: 'string' } }, strict: true });
+const csvPath = path.resolve(args.data ?? path.join(here, 'diabetes.csv'));
+const outDir = path.resolve(args.out ?? here);
 
 // Solves A x = b in place; partial pivoting keeps it stable enough for a 10x10 system.
 function solve(A: number[][], b: number[]): number[] {
@@ -91,7 +94,7 @@ const train = rows.slice(0, rows.length - testRows);
 const test = rows.slice(rows.length - testRows);
 
 const writeSplit = (file: string, part: typeof rows) =>
-  writeFileSync(path.join(here, file), [lines[0], ...part.map((r) => r.text)].join('\n') + '\n');
+  writeFileSync(path.join(outDir, file), [lines[0], ...part.map((r) => r.text)].join('\n') + '\n');
 writeSplit('train.csv', train);
 writeSplit('test.csv', test);
 
@@ -106,7 +109,7 @@ const onnx = encodeLinearOnnx({
   producer: 'modelwatch/models/diabetes/train.ts',
   docString: `OLS linear regression on raw diabetes features (${FEATURES.join(',')}) -> ${TARGET}`,
 });
-writeFileSync(path.join(here, 'model.onnx'), onnx);
+writeFileSync(path.join(outDir, 'model.onnx'), onnx);
 
 // Guards against the exported float32 graph drifting from the float64 fit.
 const session = await ort.InferenceSession.create(onnx);
@@ -129,10 +132,10 @@ const card = {
   test_rmse: round(testM.rmse),
   seed: SEED,
 };
-writeFileSync(path.join(here, 'model-card.json'), JSON.stringify(card, null, 2) + '\n');
+writeFileSync(path.join(outDir, 'model-card.json'), JSON.stringify(card, null, 2) + '\n');
 
 console.log(`data: ${csvPath} (${rows.length} rows) -> train ${train.length}, test ${test.length}`);
 console.log(`train MAE ${trainM.mae.toFixed(4)} RMSE ${trainM.rmse.toFixed(4)}`);
 console.log(`test  MAE ${testM.mae.toFixed(4)} RMSE ${testM.rmse.toFixed(4)}`);
 console.log(`onnx vs float64 max |diff| on test: ${maxDiff.toExponential(2)}`);
-console.log(`wrote model.onnx (${onnx.length} bytes), model-card.json, train.csv, test.csv in ${path.relative(repoRoot, here)}`);
+console.log(`wrote model.onnx (${onnx.length} bytes), model-card.json, train.csv, test.csv in ${path.relative(process.cwd(), outDir) || '.'}`);
