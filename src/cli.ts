@@ -10,6 +10,7 @@ import { buildBaseline } from './model/build-baseline.js';
 import { checkFeatureLog, countLogRows, DEFAULT_MIN_Z, waitForLogRows } from './monitor/check-csv.js';
 import { stopOnSignals } from './shutdown.js';
 import { formatSummary, scenarios, simulate, type Scenario } from './simulate.js';
+import { runStack } from './stack.js';
 import { ConfigInvalidError } from './errors.js';
 import { usageOf, type CommandName } from './usage.js';
 
@@ -51,11 +52,14 @@ function parse(command: Exclude<CommandName, 'serve'>, argv: string[], options: 
  */
 const serveEnvironment = (): ServeConfig => parseServeConfig([]);
 
-/** Where a client on this machine reaches the server: a wildcard bind answers on loopback. */
-function localUrl({ host, port }: ServeConfig): string {
+/** host:port where a client on this machine reaches the server: a wildcard bind answers on loopback. */
+function localAddress(host: string, port: number): string {
   const reachable = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
-  return `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`;
+  return `${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`;
 }
+const localUrl = ({ host, port }: ServeConfig) => `http://${localAddress(host, port)}`;
+/** Where Prometheus scrapes the server: its metrics listener when it has one. */
+const scrapeAddress = ({ host, port, metricsHost, metricsPort }: ServeConfig) => (metricsPort === 0 ? localAddress(host, port) : localAddress(metricsHost || host, metricsPort));
 
 async function serve(argv: string[]): Promise<number> {
   const config = parseServeConfig(argv);
@@ -169,10 +173,30 @@ async function simulateCommand(argv: string[]): Promise<number> {
   return summary.ok === summary.sent && Object.keys(summary.labels.failed).length === 0 ? 0 : 1;
 }
 
+async function stackCommand(argv: string[]): Promise<number> {
+  const v = parse('stack', argv, {
+    target: { type: 'string' }, 'pagerduty-key-file': { type: 'string' }, 'prometheus-port': { type: 'string' },
+    'alertmanager-port': { type: 'string' }, 'receiver-port': { type: 'string' }, 'time-scale': { type: 'string' },
+  });
+  const port = (flag: string, fallback: number) => numberOption(flag, v[flag] as string | undefined, fallback, (n) => Number.isInteger(n) && n >= 0 && n <= 65535, 'a port from 0 to 65535 (0: any free port)');
+  return runStack(
+    {
+      targets: ((v.target as string | undefined) ?? scrapeAddress(serveEnvironment())).split(',').filter(Boolean),
+      pagerdutyKeyFile: v['pagerduty-key-file'] as string | undefined,
+      prometheusPort: port('prometheus-port', 9090),
+      alertmanagerPort: port('alertmanager-port', 9093),
+      receiverPort: port('receiver-port', 9095),
+      timeScale: numberOption('time-scale', v['time-scale'] as string | undefined, 1, (n) => n > 0 && Number.isFinite(n), 'a positive number such as 60 (a minute lasts a second)'),
+    },
+    out,
+  );
+}
+
 /** Each command's exit code; serve answers -1 and keeps running until a signal sets it. */
 export const commands: Record<CommandName, (argv: string[]) => Promise<number>> = {
   serve,
   baseline: baselineCommand,
   'check-csv': checkCsvCommand,
   simulate: simulateCommand,
+  stack: stackCommand,
 };

@@ -16,6 +16,9 @@ export const CsvHeaderMismatchError = createError('MW_ERR_CSV_HEADER_MISMATCH', 
 // Three values and the options with the cause: more than the three arguments @fastify/error types by default.
 export const WebConfigInvalidError = createError<'MW_ERR_WEB_CONFIG_INVALID', 500, [file: string, field: string, problem: string, options?: { cause: unknown }]>('MW_ERR_WEB_CONFIG_INVALID', 'web config file %s, field %s: %s', 500);
 export const DataInvalidError = createError('MW_ERR_DATA_INVALID', '%s: %s', 500);
+// modelwatch stack: the installed Prometheus or Alertmanager is missing or did not start.
+export const StackBinaryMissingError = createError('MW_ERR_STACK_BINARY_MISSING', '%s', 500);
+export const StackStartFailedError = createError('MW_ERR_STACK_START_FAILED', '%s on %s did not start: %s', 500);
 
 // Request errors: the body says which field is wrong and what was expected.
 export const InvalidInputError = createError('MW_ERR_INVALID_INPUT', '%s', 400);

@@ -1,7 +1,7 @@
 // The CLI's help texts. This module imports nothing, so `--version` and `--help` start in a few
 // tens of milliseconds: loading the commands (Fastify, onnxruntime, Ajv) takes most of a second.
 
-const env = 'MODELWATCH_CSV, MODELWATCH_MODEL_DIR and MODELWATCH_PORT, as serve reads them, set the defaults marked (env)';
+const env = 'MODELWATCH_CSV, MODELWATCH_MODEL_DIR, MODELWATCH_HOST, MODELWATCH_PORT and MODELWATCH_METRICS_PORT, as serve reads them, set the defaults marked (env)';
 
 export const commandUsage = {
   serve: `  modelwatch serve [options]            run the server; every option is also a MODELWATCH_ variable`,
@@ -21,6 +21,12 @@ export const commandUsage = {
                         widen           v' = m + (v - m) * (1 + d)        the spread grows, the mean stays
                         bimodal         v' = m + c * (1 + d) * s, c = -1 or +1 by a fair coin per value:
                                         two modes, the mean stays`,
+  stack: `  modelwatch stack [--target 127.0.0.1:8080 (env)[,HOST:PORT...]] [--pagerduty-key-file FILE]
+                      [--prometheus-port 9090] [--alertmanager-port 9093] [--receiver-port 9095]
+                      [--time-scale 1]   divides every duration of the rules and routes (60: 15m lasts 15s)
+                      runs the installed Prometheus and Alertmanager on 127.0.0.1 with the rules of
+                      prometheus/rules/; notifications are printed here unless a PagerDuty key file is
+                      given; port 0 takes a free port; Ctrl-C stops them`,
 } as const;
 
 export type CommandName = keyof typeof commandUsage;

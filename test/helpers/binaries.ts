@@ -1,70 +1,13 @@
-// Locates the binaries the tests run for real (promtool, amtool, prometheus, alertmanager,
-// kubectl). When one is missing and the tests run as root (a CI container), its Debian package
-// is installed once; otherwise the error says how to install it.
+// The binaries the tests run for real (promtool, amtool, prometheus, alertmanager, kubectl), found
+// by src/binaries.ts. When one is missing and the tests run as root (a CI container), its Debian
+// package is installed once; otherwise the error says how to install it.
 import { execFile } from 'node:child_process';
-import { constants } from 'node:fs';
-import { access } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
+import { DEBIAN_PACKAGES, findBinary, installInstructions as instructions, type BinaryName } from '../../src/binaries.js';
 
+export type { BinaryName };
 const execFileAsync = promisify(execFile);
-
-export type BinaryName = 'promtool' | 'amtool' | 'prometheus' | 'alertmanager' | 'kubectl';
-
-/** Executable names to look for, in order: Debian installs Alertmanager as prometheus-alertmanager. */
-const CANDIDATES: Record<BinaryName, readonly string[]> = {
-  promtool: ['promtool'],
-  amtool: ['amtool'],
-  prometheus: ['prometheus'],
-  alertmanager: ['alertmanager', 'prometheus-alertmanager'],
-  kubectl: ['kubectl'],
-};
-
-/** The Debian packages that provide each binary. */
-const DEBIAN_PACKAGES: Record<BinaryName, readonly string[]> = {
-  promtool: ['prometheus', 'prometheus-alertmanager'],
-  amtool: ['prometheus', 'prometheus-alertmanager'],
-  prometheus: ['prometheus', 'prometheus-alertmanager'],
-  alertmanager: ['prometheus', 'prometheus-alertmanager'],
-  kubectl: ['kubectl'],
-};
-
-/** Directories searched after PATH (sbin directories are often missing from a non-root PATH). */
-const EXTRA_DIRS = ['/usr/local/bin', '/usr/bin', '/bin', '/usr/local/sbin', '/usr/sbin', '/sbin'];
-
-async function isExecutable(path: string): Promise<boolean> {
-  try {
-    await access(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Absolute path of the first candidate found on PATH or in the usual bin directories, or undefined. */
-export async function findBinary(name: BinaryName): Promise<string | undefined> {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter).filter((d) => d.startsWith('/')), ...EXTRA_DIRS];
-  for (const candidate of CANDIDATES[name]) {
-    for (const dir of dirs) {
-      const path = join(dir, candidate);
-      if (await isExecutable(path)) return path;
-    }
-  }
-  return undefined;
-}
-
-export function installInstructions(name: BinaryName): string {
-  const names = CANDIDATES[name].join(' or ');
-  const elsewhere =
-    name === 'kubectl'
-      ? 'install kubectl (https://kubernetes.io/docs/tasks/tools/) and put it on PATH.'
-      : 'download prometheus and alertmanager from https://prometheus.io/download/ and put promtool, amtool, prometheus and alertmanager on PATH.';
-  return (
-    `${names} was not found on PATH. The tests run the real binary. Install it:\n` +
-    `  Debian/Ubuntu: sudo apt-get update && sudo apt-get install -y ${DEBIAN_PACKAGES[name].join(' ')}\n` +
-    `  elsewhere:     ${elsewhere}`
-  );
-}
+const installInstructions = (name: BinaryName) => instructions(name, 'The tests run');
 
 const installing = new Map<string, Promise<void>>();
 
