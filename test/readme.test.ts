@@ -6,6 +6,7 @@ import { optionsTable, parseServeConfig } from '../src/config.js';
 import { repoRoot, scrape, testApp } from './helpers/app.js';
 
 const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+const doc = (name: string) => readFileSync(join(repoRoot, 'docs', name), 'utf8');
 
 t.test('the README shows the two commands on its first screen', async (t) => {
   const firstScreen = readme.split('\n').slice(0, 25).join('\n');
@@ -18,12 +19,13 @@ t.test('the README options table is the one the code declares', async (t) => {
   t.equal(block, optionsTable());
 });
 
-t.test('every model_ metric the server exports, for a regression and for a classifier, is documented in the README', async (t) => {
+t.test('every model_ metric the server exports, for a regression and for a classifier, has a row in docs/metrics.md', async (t) => {
+  const metrics = doc('metrics.md');
   for (const [modelDir, families] of [['models/diabetes', 19], ['models/iris', 19]] as const) {
     const { app } = await testApp(t, ['--model-dir', join(repoRoot, modelDir)]);
     const names = new Set([...(await scrape(app)).matchAll(/^# TYPE (model_\w+) /gm)].map((m) => m[1]!));
     t.ok(names.size >= families, `${modelDir}: found ${names.size} metric families`);
-    for (const name of names) t.match(readme, `\`${name}\``, `${name} is in the README`);
+    for (const name of names) t.match(metrics, new RegExp(`^\\| [^|]*\`${name}\``, 'm'), `${name} has a row in docs/metrics.md`);
   }
 });
 
@@ -38,7 +40,7 @@ t.test('the Kubernetes example keeps service links out of the pod, and runs mode
   t.doesNotThrow(() => parseServeConfig(sidecar.args!.slice(1), env), 'its args and env are valid serve options');
 });
 
-t.test('the README alerts table lists every alert with its for and keep_firing_for', async (t) => {
+t.test('the docs/alerts.md table lists every alert with its for, keep_firing_for and runbook section', async (t) => {
   const rulesDir = join(repoRoot, 'prometheus', 'rules');
   const alerts = new Map<string, { for: string; keep: string }>();
   for (const file of readdirSync(rulesDir).filter((f) => /\.ya?ml$/.test(f))) {
@@ -48,7 +50,7 @@ t.test('the README alerts table lists every alert with its for and keep_firing_f
       if (r.alert) alerts.set(r.alert, { for: r.for ?? '', keep: r.keep_firing_for ?? '' });
     }
   }
-  const section = readme.split('\n## Alerts\n')[1]?.split('\n## ')[0] ?? '';
+  const section = doc('alerts.md');
   const rows = new Map(
     [...section.matchAll(/^\| `(\w+)` \|(.*)\|\s*$/gm)].map((m) => [m[1]!, m[2]!.split('|').map((c) => c.trim())]),
   );
@@ -57,5 +59,6 @@ t.test('the README alerts table lists every alert with its for and keep_firing_f
     const cells = rows.get(name);
     t.equal(cells?.[2], forDuration, `${name}: for ${forDuration}`);
     t.equal(cells?.[3], keep, `${name}: keeps firing ${keep || '(none)'}`);
+    t.equal(cells?.[4], `[${name}](../prometheus/RUNBOOK.md#${name.toLowerCase()})`, `${name}: links its runbook section`);
   }
 });
