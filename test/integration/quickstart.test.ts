@@ -9,17 +9,9 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { childEnv, finished, root, tempDir } from '../helpers/cli.js';
+import { codeBlock, expectedLines, runIsolated } from '../helpers/readme.js';
 
-const readme = await readFile(join(root, 'README.md'), 'utf8');
-const block = readme.split('\n## Quickstart\n')[1]?.split('```sh\n')[1]?.split('\n```')[0] ?? '';
-
-/** The comment lines right below a command line: what that command prints, `…` standing for any text. */
-function expectedLines(script: string): RegExp[] {
-  const lines = script.split('\n');
-  return lines
-    .filter((line, i) => line.startsWith('# ') && i > 0 && lines[i - 1]!.trim() !== '' && !lines[i - 1]!.startsWith('#'))
-    .map((line) => new RegExp(`^${line.slice(2).split('…').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.+?')}$`, 'm'));
-}
+const block = codeBlock('## Quickstart', 'sh');
 
 t.test('the Quickstart block, pasted into a fresh clone, prints what its comments say', async (t) => {
   const expected = expectedLines(block);
@@ -33,9 +25,7 @@ t.test('the Quickstart block, pasted into a fresh clone, prints what its comment
 
   // The variables npm test runs under would point the inner npm at this repository.
   const env = Object.fromEntries(Object.entries(childEnv({ npm_config_offline: 'true' })).filter(([name]) => !/^npm_(?!config_offline$)/i.test(name)));
-  const isolated = process.getuid?.() === 0;
-  const [command, ...args] = isolated ? ['unshare', '--net', 'sh', '-c', 'ip link set lo up && exec bash "$0"', script] : ['bash', script];
-  const run = await finished(spawn(command!, args, { cwd: clone, env, stdio: ['ignore', 'pipe', 'pipe'] }), 240_000);
+  const run = await runIsolated(script, clone, env, 240_000);
   const output = `${run.stdout}${run.stderr}`;
   t.equal(run.code, 0, 'the block runs to its end', { output });
 
