@@ -25,7 +25,7 @@ t.test('parseServeConfig: defaults, environment, flag precedence, frozen', async
   const defaults = parseServeConfig([], {});
   // Every option takes its schema default ...
   t.same(defaults, Object.fromEntries(Object.entries(serveOptions).map(([key, spec]) => [key, spec.default])));
-  // ... and those of DESIGN.md's table are these.
+  // ... and those the README's options table shows are these.
   t.match(defaults, {
     port: 8080,
     host: '127.0.0.1',

@@ -14,7 +14,7 @@ const PREDICT_BODIES = 10_000;
 const OTHER_ROUTE_BODIES = 1_000;
 /** Heap growth allowed over the run after warm-up: a leak of 1 KB per request would exceed it. */
 const HEAP_GROWTH_BYTES = 8 * 2 ** 20;
-/** The one POST route that is not a prediction route (DESIGN.md): labels, counted apart. */
+/** The one POST route that is not a prediction route (README, HTTP API): labels, counted apart. */
 const FEEDBACK = '/feedback';
 
 /** Every POST route the app has, with path parameters filled in: whatever the other plugins add is fuzzed too. */

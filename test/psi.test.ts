@@ -10,7 +10,7 @@ const id = `model="${diabetesBaseline.model}",version="${diabetesBaseline.versio
 const gauge = (exposition: string, name: string, feature: string) => sample(exposition, `${name}{${id},feature="${feature}"}`);
 
 /**
- * PSI of `rows` for feature f, from DESIGN.md and the issue alone: a value's bin is the number of
+ * PSI of `rows` for feature f, from docs/baseline.md and the issue alone: a value's bin is the number of
  * edges <= it; window shares get half a row of smoothing per bin, a = (c + 0.5) / (n + 0.5 k).
  */
 function psiFromScratch(rows: readonly number[][], f: number): number {

@@ -97,7 +97,7 @@ interface OpenFile {
 }
 
 /**
- * The CSV feature log of DESIGN.md: one writer, so rows never interleave; one row per accepted
+ * The CSV feature log of docs/feature-log.md: one writer, so rows never interleave; one row per accepted
  * request; the header only when the file is new or empty, so restarts append under one header.
  * A write failure never fails a prediction: the row is counted as an error, the failure is logged
  * (rate-limited), and the file is reopened a second later.

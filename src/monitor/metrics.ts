@@ -9,7 +9,7 @@ import { evictionReasons } from './prediction-store.js';
 import type { RegressionMonitor } from './regression.js';
 
 /**
- * The metric contract of DESIGN.md, in one place. Everything the request path updates lives in
+ * The metric contract of docs/metrics.md, in one place. Everything the request path updates lives in
  * typed arrays (the Monitor's, and the counters and histograms here) and is turned into samples
  * at scrape time: a prom-client counter or histogram call costs 0.3 to 1 us, more than all the
  * per-row monitoring of a request. prom-client provides the registry and the process metrics.

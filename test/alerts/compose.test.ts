@@ -10,7 +10,7 @@ import { load } from 'js-yaml';
 import t from 'tap';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const SERVER_DEFAULT_PORT = 8080; // DESIGN.md: `--port` defaults to 8080
+const SERVER_DEFAULT_PORT = 8080; // README options table: `--port` defaults to 8080
 
 interface Service {
   image?: string;

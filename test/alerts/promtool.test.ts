@@ -1,5 +1,5 @@
 // The shipped Prometheus and Alertmanager files, checked by the real promtool and amtool, plus
-// the alert contract (DESIGN.md "Alert contract") checked on the parsed rule and test files.
+// the alert contract (docs/alerts.md) checked on the parsed rule and test files.
 import { copyFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +14,7 @@ const promDir = join(root, 'prometheus');
 // set external labels in a test, so the promtool tests see the path alone.
 const RUNBOOK_URL = '{{ $externalLabels.runbook_base }}/prometheus/RUNBOOK.md';
 
-/** The alerts of DESIGN.md's alert contract, in its order, then the classifier alerts of issue 11. */
+/** The alerts of docs/alerts.md: the regression contract, then the classifier alerts. */
 const CONTRACT_ALERTS = [
   'ModelFeatureMeanDrift',
   'ModelPredictionMeanShift',

@@ -29,7 +29,7 @@ const { features } = diabetesBaseline;
 /** Every (feature, bin) in baseline order, as "feature/bin". */
 const binKeys = features.flatMap((f) => f.bin_ratios.map((_, bin) => `${f.name}/${bin}`));
 
-/** Rows per (feature, bin), in binKeys order: a value's bin is the number of its feature's edges <= it (DESIGN.md "Baseline"). */
+/** Rows per (feature, bin), in binKeys order: a value's bin is the number of its feature's edges <= it (docs/baseline.md). */
 function binCounts(rows: number[][]): number[] {
   return features.flatMap((f, i) => {
     const counts = f.bin_ratios.map(() => 0);
