@@ -4,7 +4,8 @@
 // as shipped). A time scale divides every duration of the generated copies, so that an alert's
 // `for: 15m` lasts 15 s at --time-scale 60; the shipped files are never changed.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dump, load } from 'js-yaml';
 import { findBinary, installInstructions, type BinaryName } from './binaries.js';
-import { StackBinaryMissingError, StackStartFailedError } from './errors.js';
+import { ConfigInvalidError, StackBinaryMissingError, StackStartFailedError } from './errors.js';
 
 /** src/ and dist/ both sit one level below the repository root. */
 export const repoRoot = fileURLToPath(new URL('../', import.meta.url));
@@ -428,6 +429,12 @@ export interface StackOptions {
  * notification, and stops them all on SIGINT or SIGTERM (exit 0) or when one exits (exit 1).
  */
 export async function runStack(options: StackOptions, print: (line: string) => void): Promise<number> {
+  if (options.pagerdutyKeyFile !== undefined) {
+    // Alertmanager reads the key only when it sends: a wrong path would fail the first page, not the start.
+    await access(options.pagerdutyKeyFile, constants.R_OK).catch((cause: Error) => {
+      throw new ConfigInvalidError(`--pagerduty-key-file = ${JSON.stringify(options.pagerdutyKeyFile)}`, `cannot be read: ${cause.message}`, { cause });
+    });
+  }
   const [prometheusBin, alertmanagerBin] = [await stackBinary('prometheus'), await stackBinary('alertmanager')];
   const started = new Teardowns();
   let done = false;

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { installInstructions } from '../../src/binaries.js';
-import { finished, freePort, root, spawnCli, tempDir, waitReady, waitRefused } from '../helpers/cli.js';
+import { finished, freePort, root, runCli, spawnCli, tempDir, waitReady, waitRefused } from '../helpers/cli.js';
 import { waitFor } from './harness.js';
 
 const TIME_SCALE = 60;
@@ -22,6 +22,14 @@ t.test('the missing-binary message names the Debian packages', async (t) => {
       '  Debian/Ubuntu: sudo apt-get update && sudo apt-get install -y prometheus prometheus-alertmanager\n' +
       '  elsewhere:     download prometheus and alertmanager from https://prometheus.io/download/ and put promtool, amtool, prometheus and alertmanager on PATH.',
   );
+});
+
+t.test('a PagerDuty key file that cannot be read stops the stack before it starts anything', async (t) => {
+  const missing = join(await tempDir(t), 'pagerduty_routing_key');
+  const run = await runCli(['stack', '--pagerduty-key-file', missing, '--prometheus-port', '0', '--alertmanager-port', '0', '--receiver-port', '0']);
+  t.equal(run.code, 1);
+  t.equal(run.stdout, '', 'prints no URL: nothing was started');
+  t.match(run.stderr, `modelwatch stack: MW_ERR_CONFIG_INVALID invalid option --pagerduty-key-file = ${JSON.stringify(missing)}: cannot be read: ENOENT`);
 });
 
 t.test('drift sent by simulate reaches the console receiver; Ctrl-C stops the stack', { timeout: 90_000 }, async (t) => {
