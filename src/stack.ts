@@ -16,7 +16,7 @@ import { findBinary, installInstructions, type BinaryName } from './binaries.js'
 import { ConfigInvalidError, StackBinaryMissingError, StackStartFailedError } from './errors.js';
 
 /** src/ and dist/ both sit one level below the repository root. */
-export const repoRoot = fileURLToPath(new URL('../', import.meta.url));
+const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 const promDir = join(repoRoot, 'prometheus');
 /** The scrape job the shipped prometheus.yml, the alert rules and the dashboard agree on. */
 export const JOB = 'modelwatch';
@@ -27,7 +27,7 @@ export interface Teardown {
 }
 
 /** Undoes what was registered, last first, each step even when an earlier one failed. */
-export class Teardowns implements Teardown {
+class Teardowns implements Teardown {
   private readonly steps: (() => unknown)[] = [];
   teardown(fn: () => unknown): void {
     this.steps.push(fn);
@@ -81,7 +81,7 @@ export async function tempDir(t: Teardown, prefix: string): Promise<string> {
 }
 
 /** The binary's path, or an error that names the packages to install. */
-export async function stackBinary(name: BinaryName): Promise<string> {
+async function stackBinary(name: BinaryName): Promise<string> {
   const path = await findBinary(name);
   if (path === undefined) throw new StackBinaryMissingError(installInstructions(name, 'modelwatch stack runs'));
   return path;
@@ -232,7 +232,7 @@ export interface RunningPrometheus extends Started {
 }
 
 /** Instant query; throws on a query error. */
-export async function instantQuery(url: string, expr: string): Promise<unknown[]> {
+async function instantQuery(url: string, expr: string): Promise<unknown[]> {
   const response = await fetch(`${url}/api/v1/query?${new URLSearchParams({ query: expr })}`, { signal: AbortSignal.timeout(10_000) });
   const body = (await response.json()) as { status: string; data: { result: unknown[] }; errorType?: string; error?: string };
   if (body.status !== 'success') throw new Error(`query ${expr}: ${body.errorType}: ${body.error}`);
@@ -362,7 +362,7 @@ interface WebhookAlert {
 const PLAIN_LABELS = new Set(['alertname', 'severity', 'runbook_base']);
 
 /** One line per alert of an Alertmanager webhook notification. */
-export function notificationLines(body: { receiver: string; alerts: WebhookAlert[] }, now = new Date()): string[] {
+function notificationLines(body: { receiver: string; alerts: WebhookAlert[] }, now = new Date()): string[] {
   return body.alerts.map(({ status, labels, annotations }) => {
     const where = Object.entries(labels)
       .filter(([name]) => !PLAIN_LABELS.has(name))
@@ -383,7 +383,7 @@ async function readBody(req: IncomingMessage): Promise<string> {
  * per alert, and the runbook (GET /prometheus/RUNBOOK.md), so that the runbook_url of every alert
  * of the stack resolves on this machine. Returns its base URL.
  */
-export async function startConsoleReceiver(t: Teardown, print: (line: string) => void, port = 0): Promise<string> {
+async function startConsoleReceiver(t: Teardown, print: (line: string) => void, port = 0): Promise<string> {
   const runbook = await readFile(join(promDir, 'RUNBOOK.md'));
   const server = createHttpServer((req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname;
