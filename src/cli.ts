@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildApp } from './app.js';
 import { decimal, logServiceLinks, optionsTable, parseServeConfig } from './config.js';
-import { loadBaseline } from './model/baseline.js';
+import { loadBaseline, type PredictionBounds } from './model/baseline.js';
 import { buildBaseline } from './model/build-baseline.js';
 import { checkFeatureLog, countLogRows, DEFAULT_MIN_Z, waitForLogRows } from './monitor/check-csv.js';
 import { stopOnSignals } from './shutdown.js';
@@ -17,7 +17,7 @@ const usage = `modelwatch: serve an ONNX model and watch it in production
   modelwatch serve [options]            run the server (modelwatch serve --help lists every option)
   modelwatch baseline --data FILE.csv --model model.onnx [--target COLUMN] [--eval-data FILE.csv]
                       [--name NAME] [--version V] [--bins 10] [--task regression|classification]
-                      [--classes a,b,c] --out baseline.json
+                      [--classes a,b,c] [--prediction-bounds lo,hi] --out baseline.json
   modelwatch check-csv [--file feature_log.csv] [--model-dir models/diabetes] [--last 10]
                       [--threshold 0.2] [--min-z 3] [--fail-on-drift]
   modelwatch simulate [--url http://127.0.0.1:8080] [--requests 10] [--drift 0.3] [--features bmi,bp]
@@ -64,10 +64,21 @@ async function serve(argv: string[]): Promise<number> {
   return -1;
 }
 
+/** `--prediction-bounds lo,hi`: two decimal numbers, the first below the second. */
+function boundsOption(value: string | undefined): PredictionBounds | undefined {
+  if (value === undefined) return undefined;
+  const [min, max, ...rest] = value.split(',').map(decimal);
+  if (min === undefined || max === undefined || rest.length > 0 || !(min < max)) {
+    throw new ConfigInvalidError(`--prediction-bounds = ${JSON.stringify(value)}`, 'expected two numbers lo,hi with lo below hi, e.g. --prediction-bounds 0,1000');
+  }
+  return { min, max };
+}
+
 async function baselineCommand(argv: string[]): Promise<number> {
   const v = parse(argv, {
     data: { type: 'string' }, model: { type: 'string' }, target: { type: 'string' }, 'eval-data': { type: 'string' },
     name: { type: 'string' }, version: { type: 'string' }, bins: { type: 'string' }, out: { type: 'string' }, task: { type: 'string' }, classes: { type: 'string' },
+    'prediction-bounds': { type: 'string' },
   });
   const task = v.task as string | undefined;
   if (task !== undefined && task !== 'regression' && task !== 'classification') {
@@ -90,6 +101,7 @@ async function baselineCommand(argv: string[]): Promise<number> {
     bins: numberOption('bins', v.bins as string | undefined, 10, (n) => Number.isInteger(n) && n >= 2 && n <= 100, 'an integer from 2 to 100'),
     task,
     classes,
+    predictionBounds: boundsOption(v['prediction-bounds'] as string | undefined),
   });
   await writeFile(v.out as string, `${JSON.stringify(baseline, null, 2)}\n`);
   const summary =

@@ -14,7 +14,7 @@ const baselineArgs = (data: string, out: string, target = 'target') => ['baselin
 t.test('baseline on train.csv (+ test.csv) reproduces the committed baseline.json byte for byte', async (t) => {
   const dir = await tempDir(t);
   const out = join(dir, 'baseline.json');
-  const result = await runCli([...baselineArgs(trainCsv, out), '--eval-data', testCsv]);
+  const result = await runCli([...baselineArgs(trainCsv, out), '--eval-data', testCsv, '--prediction-bounds', '0,1000']);
   t.equal(result.stderr, '');
   t.equal(result.code, 0);
   t.equal(result.stdout, `wrote ${out}: regression baseline, 353 rows, 10 features, prediction mean 153.620, MAE 44.067\n`);
@@ -109,5 +109,19 @@ t.test('a bad row in --eval-data is named too', async (t) => {
   const result = await runCli([...baselineArgs(trainCsv, out), '--eval-data', evalFile]);
   t.equal(result.code, 1);
   t.equal(result.stderr, `modelwatch baseline: MW_ERR_DATA_INVALID ${evalFile}: line 3, column 11 ("target"): missing value\n`);
+  await t.rejects(readFile(out), { code: 'ENOENT' });
+});
+
+t.test('--prediction-bounds takes two ordered numbers, and a regression only', async (t) => {
+  const dir = await tempDir(t);
+  const out = join(dir, 'baseline.json');
+  for (const value of ['5,1', '0', '0,1,2', '0,abc']) {
+    const result = await runCli([...baselineArgs(trainCsv, out), '--prediction-bounds', value]);
+    t.equal(result.code, 1);
+    t.equal(result.stderr, `modelwatch baseline: MW_ERR_CONFIG_INVALID invalid option --prediction-bounds = ${JSON.stringify(value)}: expected two numbers lo,hi with lo below hi, e.g. --prediction-bounds 0,1000\n`);
+  }
+  const iris = join(diabetesDir, '../iris');
+  const result = await runCli(['baseline', '--data', join(iris, 'train.csv'), '--model', join(iris, 'model.onnx'), '--target', 'target', '--prediction-bounds', '0,1', '--out', out]);
+  t.equal(result.stderr, "modelwatch baseline: MW_ERR_CONFIG_INVALID invalid option --prediction-bounds: applies to a regression only: a classifier's outliers are invalid probabilities and unknown classes\n");
   await t.rejects(readFile(out), { code: 'ENOENT' });
 });

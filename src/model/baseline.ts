@@ -29,6 +29,13 @@ export interface RegressionBaseline extends BaselineCommon {
   prediction: { mean: number; stddev: number; min: number; max: number; quantiles: Record<string, number> };
   /** MAE on held-out data, or null when the baseline was built without a target. */
   abs_error_mean: number | null;
+  /** serve's default --prediction-min and --prediction-max; baselines written before it get defaultPredictionBounds(prediction). */
+  prediction_bounds?: PredictionBounds;
+}
+
+export interface PredictionBounds {
+  min: number;
+  max: number;
 }
 
 /**
@@ -80,6 +87,7 @@ const regressionSchema = {
       properties: { mean: number, stddev: { type: 'number', minimum: 0 }, min: number, max: number, quantiles: { type: 'object', additionalProperties: number } },
     },
     abs_error_mean: { type: ['number', 'null'], exclusiveMinimum: 0, description: 'the MAE on held-out data, or null without a target; the abs-error buckets are multiples of it' },
+    prediction_bounds: { type: 'object', required: ['min', 'max'], additionalProperties: false, properties: { min: number, max: number } },
   },
 };
 
@@ -187,6 +195,8 @@ function baselineProblem(parsed: unknown): string | undefined {
   }
   if (b.task === 'classification') return classificationProblem(b);
   if (b.prediction.min > b.prediction.max) return `prediction.min ${b.prediction.min} is above prediction.max ${b.prediction.max}`;
+  const bounds = b.prediction_bounds;
+  if (bounds && !(bounds.min < bounds.max)) return `prediction_bounds.min ${bounds.min} is not below prediction_bounds.max ${bounds.max}`;
   if (b.abs_error_mean === null && b.prediction.stddev === 0) {
     return 'prediction.stddev is 0 and abs_error_mean null: the abs-error buckets would all be 0; build the baseline with a target';
   }
@@ -210,4 +220,19 @@ function classificationProblem(b: ClassificationBaseline): string | undefined {
 export function predictionBuckets(b: RegressionBaseline): number[] {
   const points = [b.prediction.min, ...Object.values(b.prediction.quantiles), b.prediction.max].map((v) => Number(v.toPrecision(4)));
   return [...new Set(points)].sort((x, y) => x - y);
+}
+
+/**
+ * The training predictions' range widened by half of it on each side: a healthy model's own
+ * predictions stay inside whatever its scale, and one twice as spread as in training does not.
+ * Undefined when every training prediction is the same number: the range says nothing then.
+ */
+export function defaultPredictionBounds(prediction: { min: number; max: number }): PredictionBounds | undefined {
+  const half = (prediction.max - prediction.min) / 2;
+  return half > 0 ? { min: prediction.min - half, max: prediction.max + half } : undefined;
+}
+
+/** Where a regression's outliers start when no flag says: the baseline's bounds. */
+export function predictionBounds(b: RegressionBaseline): PredictionBounds | undefined {
+  return b.prediction_bounds ?? defaultPredictionBounds(b.prediction);
 }

@@ -1,9 +1,9 @@
 import { basename, dirname, resolve } from 'node:path';
-import { DataInvalidError } from '../errors.js';
+import { ConfigInvalidError, DataInvalidError } from '../errors.js';
 import { confidence } from '../monitor/classification.js';
 import { PSI_SMOOTHING } from '../monitor/psi.js';
 import { mulberry32 } from '../random.js';
-import { LOW_CONFIDENCE, type Baseline, type ClassificationBaseline, type FeatureBaseline } from './baseline.js';
+import { defaultPredictionBounds, LOW_CONFIDENCE, type Baseline, type ClassificationBaseline, type FeatureBaseline, type PredictionBounds, type RegressionBaseline } from './baseline.js';
 import { readNumericCsv } from './csv-rows.js';
 import type { Answer, ClassificationAnswer, RegressionAnswer } from './model.js';
 import { OnnxModel, type Task } from './session.js';
@@ -24,6 +24,8 @@ export interface BaselineOptions {
   classes?: readonly string[];
   /** Values kept per column for the quantiles; beyond it a uniform reservoir sample keeps memory bounded. */
   sampleSize?: number;
+  /** A regression's outlier bounds; by default defaultPredictionBounds of the training predictions. */
+  predictionBounds?: PredictionBounds;
 }
 
 const PREDICTION_QUANTILES = [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99];
@@ -220,7 +222,11 @@ export async function buildBaseline(options: BaselineOptions): Promise<Baseline>
     const scalar_feature_mean = scalarSum / (rows * width);
 
     const evaluation = targetColumn === undefined ? undefined : await evaluate(options, model, names, textTarget);
-    if (regression) return { task: 'regression', ...common, prediction: regression.baseline(), scalar_feature_mean, abs_error_mean: evaluation?.absErrorMean ?? null };
+    if (regression) {
+      const prediction = regression.baseline();
+      return { task: 'regression', ...common, prediction, scalar_feature_mean, abs_error_mean: evaluation?.absErrorMean ?? null, prediction_bounds: resolvedBounds(options, prediction) };
+    }
+    if (options.predictionBounds) throw new ConfigInvalidError('--prediction-bounds', 'applies to a regression only: a classifier\'s outliers are invalid probabilities and unknown classes');
     return {
       task: 'classification',
       ...common,
@@ -233,6 +239,14 @@ export async function buildBaseline(options: BaselineOptions): Promise<Baseline>
   } finally {
     await model.close();
   }
+}
+
+function resolvedBounds(options: BaselineOptions, prediction: RegressionBaseline['prediction']): PredictionBounds {
+  const bounds = options.predictionBounds ?? defaultPredictionBounds(prediction);
+  if (!bounds) {
+    throw new ConfigInvalidError('--prediction-bounds', `is required: every training prediction is ${prediction.min}, so their range, widened by half of it on each side, is empty; pass the outlier bounds as lo,hi`);
+  }
+  return bounds;
 }
 
 /**
