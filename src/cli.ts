@@ -15,7 +15,7 @@ const out = (line: string) => process.stdout.write(`${line}\n`);
 const usage = `modelwatch: serve an ONNX model and watch it in production
 
   modelwatch serve [options]            run the server (modelwatch serve --help lists every option)
-  modelwatch baseline --data FILE.csv --model model.onnx [--target COLUMN] [--eval-data FILE.csv]
+  modelwatch baseline --data FILE.csv (--model model.onnx | --prediction-column COLUMN) [--target COLUMN] [--eval-data FILE.csv]
                       [--name NAME] [--version V] [--bins 10] [--task regression|classification]
                       [--classes a,b,c] [--prediction-bounds lo,hi] --out baseline.json
   modelwatch check-csv [--file feature_log.csv] [--model-dir models/diabetes] [--last 10]
@@ -78,7 +78,7 @@ async function baselineCommand(argv: string[]): Promise<number> {
   const v = parse(argv, {
     data: { type: 'string' }, model: { type: 'string' }, target: { type: 'string' }, 'eval-data': { type: 'string' },
     name: { type: 'string' }, version: { type: 'string' }, bins: { type: 'string' }, out: { type: 'string' }, task: { type: 'string' }, classes: { type: 'string' },
-    'prediction-bounds': { type: 'string' },
+    'prediction-bounds': { type: 'string' }, 'prediction-column': { type: 'string' },
   });
   const task = v.task as string | undefined;
   if (task !== undefined && task !== 'regression' && task !== 'classification') {
@@ -88,12 +88,16 @@ async function baselineCommand(argv: string[]): Promise<number> {
   if (classes && (classes.length < 2 || classes.some((c) => c === '') || new Set(classes).size !== classes.length)) {
     throw new ConfigInvalidError(`--classes = ${JSON.stringify(v.classes)}`, 'expected two or more distinct class names separated by commas, e.g. --classes setosa,versicolor,virginica');
   }
-  for (const required of ['data', 'model', 'out']) {
+  for (const required of ['data', 'out']) {
     if (typeof v[required] !== 'string') throw new ConfigInvalidError(`--${required}`, `is required\n${usage}`);
+  }
+  if ((v.model === undefined) === (v['prediction-column'] === undefined)) {
+    throw new ConfigInvalidError('--model / --prediction-column', `give one: --model runs the ONNX model on every row, --prediction-column reads each row's prediction from the CSV (a model served elsewhere)\n${usage}`);
   }
   const baseline = await buildBaseline({
     data: v.data as string,
-    modelFile: v.model as string,
+    modelFile: v.model as string | undefined,
+    predictionColumn: v['prediction-column'] as string | undefined,
     target: v.target as string | undefined,
     evalData: v['eval-data'] as string | undefined,
     name: v.name as string | undefined,

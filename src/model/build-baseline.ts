@@ -10,7 +10,10 @@ import { OnnxModel, type Task } from './session.js';
 
 export interface BaselineOptions {
   data: string;
-  modelFile: string;
+  /** The ONNX model run on every row; without it the predictions are read from `predictionColumn`. */
+  modelFile?: string;
+  /** Column holding the model's prediction of each row (a classifier's: a class name), for a model served elsewhere; excluded from the features. */
+  predictionColumn?: string;
   /** Column holding the true value; excluded from the features. */
   target?: string;
   /** Held-out CSV (same columns) for abs_error_mean; without it the MAE is measured on `data`. */
@@ -80,37 +83,66 @@ function binEdges(stats: ColumnStats, bins: number): number[] {
   return [...new Set(stats.quantiles(qs))].filter((edge) => edge > stats.min).sort((x, y) => x - y);
 }
 
-async function* batches(file: string, featureColumns: number[], targetColumn: number | undefined, textTarget: string | undefined) {
-  const { rows } = await readNumericCsv(file, textTarget);
+/** Where a CSV's features, target and predictions are, by column index. */
+interface Layout {
+  names: string[];
+  featureColumns: number[];
+  targetColumn: number | undefined;
+  predictionColumn: number | undefined;
+}
+
+/** Up to BATCH_ROWS rows of a CSV: features as the model takes them (float32) and as read, targets and predictions as `text` says. */
+interface Batch {
+  features: Float32Array;
+  targets: (number | string)[];
+  predicted: (number | string)[];
+  lines: number[];
+  raw: Float64Array[];
+  rows: number;
+}
+
+/** `text`: the columns read as text, a classifier's class names; any other is a number. */
+async function* batches(file: string, { featureColumns, targetColumn, predictionColumn }: Layout, text: readonly string[]): AsyncGenerator<Batch> {
+  const { columns, rows } = await readNumericCsv(file, text);
+  const cell = (c: number, values: Float64Array, cells: string[]) => (text.includes(columns[c]!) ? cells[c]! : values[c]!);
   const width = featureColumns.length;
   let features = new Float32Array(BATCH_ROWS * width);
   let targets: (number | string)[] = [];
+  let predicted: (number | string)[] = [];
   let lines: number[] = [];
   let raw: Float64Array[] = [];
   for await (const { values, line, cells } of rows) {
     const r = raw.length;
     for (let f = 0; f < width; f++) features[r * width + f] = values[featureColumns[f]!]!;
-    if (targetColumn !== undefined) targets.push(textTarget === undefined ? values[targetColumn]! : cells[targetColumn]!);
+    if (targetColumn !== undefined) targets.push(cell(targetColumn, values, cells));
+    if (predictionColumn !== undefined) predicted.push(cell(predictionColumn, values, cells));
     lines.push(line);
     raw.push(Float64Array.from(featureColumns, (c) => values[c]!));
     if (raw.length === BATCH_ROWS) {
-      yield { features, targets, lines, raw, rows: raw.length };
+      yield { features, targets, predicted, lines, raw, rows: raw.length };
       features = new Float32Array(BATCH_ROWS * width);
       targets = [];
+      predicted = [];
       lines = [];
       raw = [];
     }
   }
-  if (raw.length > 0) yield { features, targets, lines, raw, rows: raw.length };
+  if (raw.length > 0) yield { features, targets, predicted, lines, raw, rows: raw.length };
 }
 
-async function layout(file: string, target: string | undefined) {
-  const { columns, rows } = await readNumericCsv(file, target);
+async function layout(file: string, options: BaselineOptions): Promise<Layout> {
+  const { columns, rows } = await readNumericCsv(file);
   await rows.return(undefined);
-  const targetColumn = target === undefined ? undefined : columns.indexOf(target);
-  if (targetColumn === -1) throw new DataInvalidError(file, `has no target column "${target}"; its columns are ${columns.join(', ')}`);
-  const featureColumns = columns.map((_, i) => i).filter((i) => i !== targetColumn);
-  return { names: featureColumns.map((i) => columns[i]!), featureColumns, targetColumn };
+  const column = (name: string | undefined, what: string) => {
+    if (name === undefined) return undefined;
+    const c = columns.indexOf(name);
+    if (c === -1) throw new DataInvalidError(file, `has no ${what} column "${name}"; its columns are ${columns.join(', ')}`);
+    return c;
+  };
+  const targetColumn = column(options.target, 'target');
+  const predictionColumn = column(options.predictionColumn, 'prediction');
+  const featureColumns = columns.map((_, i) => i).filter((i) => i !== targetColumn && i !== predictionColumn);
+  return { names: featureColumns.map((i) => columns[i]!), featureColumns, targetColumn, predictionColumn };
 }
 
 /** Shares of `counts`, smoothed by half a row per class as ClassificationBaseline says. */
@@ -167,32 +199,77 @@ class ClassSummary implements PredictionSummary {
   }
 }
 
-/** Reads the training CSV twice, streaming: stats and edges first, then the exact bin shares; then the evaluation data for the error. */
-export async function buildBaseline(options: BaselineOptions): Promise<Baseline> {
-  const bins = options.bins ?? 10;
-  const sampleSize = options.sampleSize ?? 100_000;
-  const { names, featureColumns, targetColumn } = await layout(options.data, options.target);
-  const width = names.length;
+/** Where the training rows' predictions come from: the ONNX model, or the CSV's prediction column. */
+interface Predictor {
+  readonly task: Task;
+  readonly classes: readonly string[];
+  predict(batch: Batch, file: string): Promise<Answer>;
+  close(): Promise<void>;
+}
+
+async function modelPredictor(options: BaselineOptions, modelFile: string, names: string[]): Promise<Predictor> {
   // The model's declared input width is checked against the header's feature columns here.
-  const model = await OnnxModel.load(options.modelFile, {
-    width,
+  const model = await OnnxModel.load(modelFile, {
+    width: names.length,
     task: options.task,
     classes: options.classes,
     source: options.classes ? '--classes' : `the header (line 1) of ${options.data}`,
     fix: options.classes ? 'list the classes the model names, in its order' : `its feature columns (every column but --target) are ${names.join(', ')}`,
   });
+  return {
+    task: model.task,
+    classes: model.classes,
+    predict: (batch) => model.predict(batch.features.subarray(0, batch.rows * names.length), batch.rows),
+    close: () => model.close(),
+  };
+}
+
+/**
+ * Predictions as the CSV holds them. A classifier's class names must be given: their order is
+ * that of the probabilities a model server answers, which no column of names shows.
+ */
+function columnPredictor(options: BaselineOptions): Predictor {
+  const task = options.task ?? (options.classes ? 'classification' : 'regression');
+  if (task === 'regression') return { task, classes: [], predict: async (batch) => ({ task, values: batch.predicted as number[] }), close: async () => {} };
+  const classes = options.classes;
+  if (!classes) throw new ConfigInvalidError('--classes', 'is required for a classifier\'s --prediction-column: the class names, in the order of the probabilities the model server answers, e.g. --classes setosa,versicolor,virginica');
+  const index = new Map(classes.map((c, i) => [c, i]));
+  return {
+    task,
+    classes,
+    async predict(batch, file) {
+      const labels = batch.predicted as string[];
+      const found = Int32Array.from(labels, (label, r) => {
+        const i = index.get(label);
+        if (i === undefined) throw new DataInvalidError(file, `line ${batch.lines[r]}: prediction ${JSON.stringify(label)} is not one of --classes ${classes.join(', ')}`);
+        return i;
+      });
+      return { task, classes: found, labels };
+    },
+    close: async () => {},
+  };
+}
+
+/** Reads the training CSV twice, streaming: stats and edges first, then the exact bin shares; then the evaluation data for the error. */
+export async function buildBaseline(options: BaselineOptions): Promise<Baseline> {
+  const bins = options.bins ?? 10;
+  const sampleSize = options.sampleSize ?? 100_000;
+  const columns = await layout(options.data, options);
+  const { names } = columns;
+  const width = names.length;
+  const model = options.modelFile === undefined ? columnPredictor(options) : await modelPredictor(options, options.modelFile, names);
   try {
     const classifier = model.task === 'classification';
-    // A classifier's target holds class names: read as text. A regression's must be numbers.
-    const textTarget = classifier ? options.target : undefined;
+    // A classifier's target and predictions hold class names: read as text. A regression's must be numbers.
+    const text = classifier ? [options.target, options.predictionColumn].filter((c) => c !== undefined) : [];
     const random = mulberry32(42);
     const featureStats = names.map(() => new ColumnStats(sampleSize, random));
     const regression = classifier ? undefined : new RegressionSummary(sampleSize, random);
     const summary: RegressionSummary | ClassSummary = regression ?? new ClassSummary(model.classes);
     let scalarSum = 0;
     let rows = 0;
-    for await (const batch of batches(options.data, featureColumns, undefined, textTarget)) {
-      summary.add(await model.predict(batch.features.subarray(0, batch.rows * width), batch.rows), batch.rows);
+    for await (const batch of batches(options.data, columns, text)) {
+      summary.add(await model.predict(batch, options.data), batch.rows);
       for (const row of batch.raw) {
         row.forEach((v, f) => {
           featureStats[f]!.add(v);
@@ -205,7 +282,7 @@ export async function buildBaseline(options: BaselineOptions): Promise<Baseline>
 
     const edges = featureStats.map((s) => binEdges(s, bins));
     const counts = edges.map((e) => new Float64Array(e.length + 1));
-    for await (const batch of batches(options.data, featureColumns, undefined, textTarget)) {
+    for await (const batch of batches(options.data, columns, text)) {
       for (const row of batch.raw) {
         row.forEach((v, f) => {
           let i = 0;
@@ -218,10 +295,10 @@ export async function buildBaseline(options: BaselineOptions): Promise<Baseline>
       const s = featureStats[f]!;
       return { name, mean: s.mean, stddev: s.stddev, min: s.min, max: s.max, bin_edges: edges[f]!, bin_ratios: Array.from(counts[f]!, (c) => c / rows) };
     });
-    const common = { model: options.name ?? basename(dirname(resolve(options.modelFile))), version: options.version ?? '1', rows, features };
+    const common = { model: options.name ?? basename(dirname(resolve(options.modelFile ?? options.data))), version: options.version ?? '1', rows, features };
     const scalar_feature_mean = scalarSum / (rows * width);
 
-    const evaluation = targetColumn === undefined ? undefined : await evaluate(options, model, names, textTarget);
+    const evaluation = columns.targetColumn === undefined ? undefined : await evaluate(options, model, names, text);
     if (regression) {
       const prediction = regression.baseline();
       return { task: 'regression', ...common, prediction, scalar_feature_mean, abs_error_mean: evaluation?.absErrorMean ?? null, prediction_bounds: resolvedBounds(options, prediction) };
@@ -253,9 +330,9 @@ function resolvedBounds(options: BaselineOptions, prediction: RegressionBaseline
  * The model's error on the evaluation data (--eval-data, else the training data): the mean
  * absolute error of a regression; a classifier's accuracy and the shares of its true classes.
  */
-async function evaluate(options: BaselineOptions, model: OnnxModel, names: string[], textTarget: string | undefined) {
+async function evaluate(options: BaselineOptions, model: Predictor, names: string[], text: readonly string[]) {
   const evalFile = options.evalData ?? options.data;
-  const evalLayout = await layout(evalFile, options.target);
+  const evalLayout = await layout(evalFile, options);
   if (evalLayout.names.join(',') !== names.join(',')) {
     throw new DataInvalidError(evalFile, `feature columns ${evalLayout.names.join(', ')} differ from ${options.data}'s ${names.join(', ')}`);
   }
@@ -264,8 +341,8 @@ async function evaluate(options: BaselineOptions, model: OnnxModel, names: strin
   let errorSum = 0;
   let right = 0;
   let n = 0;
-  for await (const batch of batches(evalFile, evalLayout.featureColumns, evalLayout.targetColumn, textTarget)) {
-    const answer = await model.predict(batch.features.subarray(0, batch.rows * names.length), batch.rows);
+  for await (const batch of batches(evalFile, evalLayout, text)) {
+    const answer = await model.predict(batch, evalFile);
     for (let r = 0; r < batch.rows; r++) {
       if (answer.task === 'regression') {
         errorSum += Math.abs(answer.values[r]! - (batch.targets[r] as number));
