@@ -17,7 +17,8 @@ const usage = `modelwatch: serve an ONNX model and watch it in production
   modelwatch serve [options]            run the server (modelwatch serve --help lists every option)
   modelwatch baseline --data FILE.csv (--model model.onnx | --prediction-column COLUMN) [--target COLUMN] [--eval-data FILE.csv]
                       [--name NAME] [--version V] [--bins 10] [--task regression|classification]
-                      [--classes a,b,c] [--prediction-bounds lo,hi] --out baseline.json
+                      [--classes a,b,c] [--features a,b,c | --ignore id,ts] [--prediction-bounds lo,hi]
+                      --out baseline.json
   modelwatch check-csv [--file feature_log.csv] [--model-dir models/diabetes] [--last 10]
                       [--threshold 0.2] [--min-z 3] [--fail-on-drift]
   modelwatch simulate [--url http://127.0.0.1:8080] [--requests 10] [--drift 0.3] [--features bmi,bp]
@@ -64,6 +65,16 @@ async function serve(argv: string[]): Promise<number> {
   return -1;
 }
 
+/** A list of names separated by commas, `least` of them at least, none empty or repeated. */
+function listOption(flag: string, value: string | undefined, least: 1 | 2, what: string, example: string): string[] | undefined {
+  if (value === undefined) return undefined;
+  const names = value.split(',');
+  if (names.length < least || names.some((c) => c === '') || new Set(names).size !== names.length) {
+    throw new ConfigInvalidError(`--${flag} = ${JSON.stringify(value)}`, `expected ${least === 1 ? 'one' : 'two'} or more distinct ${what} separated by commas, e.g. --${flag} ${example}`);
+  }
+  return names;
+}
+
 /** `--prediction-bounds lo,hi`: two decimal numbers, the first below the second. */
 function boundsOption(value: string | undefined): PredictionBounds | undefined {
   if (value === undefined) return undefined;
@@ -78,16 +89,16 @@ async function baselineCommand(argv: string[]): Promise<number> {
   const v = parse(argv, {
     data: { type: 'string' }, model: { type: 'string' }, target: { type: 'string' }, 'eval-data': { type: 'string' },
     name: { type: 'string' }, version: { type: 'string' }, bins: { type: 'string' }, out: { type: 'string' }, task: { type: 'string' }, classes: { type: 'string' },
-    'prediction-bounds': { type: 'string' }, 'prediction-column': { type: 'string' },
+    'prediction-bounds': { type: 'string' }, 'prediction-column': { type: 'string' }, features: { type: 'string' }, ignore: { type: 'string' },
   });
   const task = v.task as string | undefined;
   if (task !== undefined && task !== 'regression' && task !== 'classification') {
     throw new ConfigInvalidError(`--task = ${JSON.stringify(task)}`, 'expected regression or classification (by default, what the model\'s outputs show)');
   }
-  const classes = v.classes === undefined ? undefined : (v.classes as string).split(',');
-  if (classes && (classes.length < 2 || classes.some((c) => c === '') || new Set(classes).size !== classes.length)) {
-    throw new ConfigInvalidError(`--classes = ${JSON.stringify(v.classes)}`, 'expected two or more distinct class names separated by commas, e.g. --classes setosa,versicolor,virginica');
-  }
+  const classes = listOption('classes', v.classes as string | undefined, 2, 'class names', 'setosa,versicolor,virginica');
+  const features = listOption('features', v.features as string | undefined, 1, 'column names', 'age,bmi,bp');
+  const ignore = listOption('ignore', v.ignore as string | undefined, 1, 'column names', 'id,ts');
+  if (features && ignore) throw new ConfigInvalidError('--features / --ignore', 'give one: --features lists the feature columns, --ignore the columns that are none');
   for (const required of ['data', 'out']) {
     if (typeof v[required] !== 'string') throw new ConfigInvalidError(`--${required}`, `is required\n${usage}`);
   }
@@ -98,6 +109,8 @@ async function baselineCommand(argv: string[]): Promise<number> {
     data: v.data as string,
     modelFile: v.model as string | undefined,
     predictionColumn: v['prediction-column'] as string | undefined,
+    features,
+    ignore,
     target: v.target as string | undefined,
     evalData: v['eval-data'] as string | undefined,
     name: v.name as string | undefined,

@@ -16,6 +16,10 @@ export interface BaselineOptions {
   predictionColumn?: string;
   /** Column holding the true value; excluded from the features. */
   target?: string;
+  /** The feature columns, in the model's input order; by default every column but the target, the prediction column and `ignore`. */
+  features?: readonly string[];
+  /** Columns that are no features (an id, a timestamp); only without `features`. */
+  ignore?: readonly string[];
   /** Held-out CSV (same columns) for abs_error_mean; without it the MAE is measured on `data`. */
   evalData?: string;
   name?: string;
@@ -89,6 +93,8 @@ interface Layout {
   featureColumns: number[];
   targetColumn: number | undefined;
   predictionColumn: number | undefined;
+  /** Columns that are neither: not read at all, so they may hold anything. */
+  skipped: string[];
 }
 
 /** Up to BATCH_ROWS rows of a CSV: features as the model takes them (float32) and as read, targets and predictions as `text` says. */
@@ -102,8 +108,8 @@ interface Batch {
 }
 
 /** `text`: the columns read as text, a classifier's class names; any other is a number. */
-async function* batches(file: string, { featureColumns, targetColumn, predictionColumn }: Layout, text: readonly string[]): AsyncGenerator<Batch> {
-  const { columns, rows } = await readNumericCsv(file, text);
+async function* batches(file: string, { featureColumns, targetColumn, predictionColumn, skipped }: Layout, text: readonly string[]): AsyncGenerator<Batch> {
+  const { columns, rows } = await readNumericCsv(file, text, skipped);
   const cell = (c: number, values: Float64Array, cells: string[]) => (text.includes(columns[c]!) ? cells[c]! : values[c]!);
   const width = featureColumns.length;
   let features = new Float32Array(BATCH_ROWS * width);
@@ -133,16 +139,23 @@ async function* batches(file: string, { featureColumns, targetColumn, prediction
 async function layout(file: string, options: BaselineOptions): Promise<Layout> {
   const { columns, rows } = await readNumericCsv(file);
   await rows.return(undefined);
-  const column = (name: string | undefined, what: string) => {
-    if (name === undefined) return undefined;
+  const column = (name: string, what: string) => {
     const c = columns.indexOf(name);
     if (c === -1) throw new DataInvalidError(file, `has no ${what} column "${name}"; its columns are ${columns.join(', ')}`);
     return c;
   };
-  const targetColumn = column(options.target, 'target');
-  const predictionColumn = column(options.predictionColumn, 'prediction');
-  const featureColumns = columns.map((_, i) => i).filter((i) => i !== targetColumn && i !== predictionColumn);
-  return { names: featureColumns.map((i) => columns[i]!), featureColumns, targetColumn, predictionColumn };
+  const targetColumn = options.target === undefined ? undefined : column(options.target, 'target');
+  const predictionColumn = options.predictionColumn === undefined ? undefined : column(options.predictionColumn, 'prediction');
+  const ignored = new Set((options.ignore ?? []).map((name) => column(name, '--ignore')));
+  const featureColumns = options.features
+    ? options.features.map((name) => column(name, '--features'))
+    : columns.map((_, i) => i).filter((i) => i !== targetColumn && i !== predictionColumn && !ignored.has(i));
+  const reused = featureColumns.find((c) => c === targetColumn || c === predictionColumn);
+  if (reused !== undefined) throw new DataInvalidError(file, `column "${columns[reused]}" is the ${reused === targetColumn ? 'target' : 'prediction column'}: it cannot be a feature too`);
+  if (featureColumns.length === 0) throw new DataInvalidError(file, `has no feature column left; its columns are ${columns.join(', ')}`);
+  const used = new Set([...featureColumns, targetColumn, predictionColumn]);
+  const skipped = columns.filter((_, i) => !used.has(i));
+  return { names: featureColumns.map((i) => columns[i]!), featureColumns, targetColumn, predictionColumn, skipped };
 }
 
 /** Shares of `counts`, smoothed by half a row per class as ClassificationBaseline says. */
@@ -214,7 +227,7 @@ async function modelPredictor(options: BaselineOptions, modelFile: string, names
     task: options.task,
     classes: options.classes,
     source: options.classes ? '--classes' : `the header (line 1) of ${options.data}`,
-    fix: options.classes ? 'list the classes the model names, in its order' : `its feature columns (every column but --target) are ${names.join(', ')}`,
+    fix: options.classes ? 'list the classes the model names, in its order' : `its feature columns (${options.features ? '--features' : 'every column but --target, --prediction-column and --ignore'}) are ${names.join(', ')}`,
   });
   return {
     task: model.task,
