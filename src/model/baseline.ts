@@ -71,7 +71,6 @@ export const PROBABILITY_SUM_TOLERANCE = 1e-3;
 
 /** strictNumbers: a number JSON.parse read as Infinity (1e400 in the file) is no number. */
 const number = { type: 'number' };
-const identifier = '^[A-Za-z_][A-Za-z0-9_]*$';
 
 const share = { type: 'number', minimum: 0, maximum: 1 };
 const shareOrNull = { type: ['number', 'null'], minimum: 0, maximum: 1 };
@@ -130,7 +129,7 @@ const validateBaseline = new Ajv({ allErrors: false, strict: true, strictNumbers
         type: 'object',
         required: ['name', 'mean', 'stddev', 'min', 'max', 'bin_edges', 'bin_ratios'],
         properties: {
-          name: { type: 'string', pattern: identifier, description: 'an identifier: it names CSV columns' },
+          name: { type: 'string' },
           mean: number,
           stddev: { type: 'number', minimum: 0 },
           min: number,
@@ -143,6 +142,21 @@ const validateBaseline = new Ajv({ allErrors: false, strict: true, strictNumbers
     scalar_feature_mean: number,
   },
 });
+
+/**
+ * Why no feature can be named `name`, or undefined. Any other name works everywhere a feature's
+ * name goes: a JSON key of a named row, the feature log's `<name>_mean` column (quoted as CSV
+ * needs), a metric's `feature` label (escaped by the exposition) and the dashboard's $feature.
+ */
+export function featureNameProblem(name: string): string | undefined {
+  if (name === '') return 'is empty';
+  if (name.trim() !== name) return 'starts or ends with white space, which CSV readers trim away';
+  if (/[\u0000-\u001f\u007f]/.test(name)) return 'holds a control character, which no query or legend shows';
+  if (name.includes('"')) return 'holds a double quote, which Grafana writes unescaped into the dashboard\'s queries (feature=~"$feature")';
+  if (name === '__proto__') return 'is refused as a JSON key by the server (a guard against prototype poisoning), so no named row could hold it';
+  if (name === 'feature' || name === 'prediction') return `would make the feature log's column ${name}_mean, which is already the ${name === 'feature' ? 'overall feature mean' : 'mean prediction'}`;
+  return undefined;
+}
 
 /** bin_ratios are shares of the training rows; summed, their rounding error stays far below this. */
 const RATIO_SUM_TOLERANCE = 1e-6;
@@ -183,6 +197,8 @@ function baselineProblem(parsed: unknown): string | undefined {
   const seen = new Set<string>();
   for (const [i, f] of b.features.entries()) {
     const at = `features[${i}]`;
+    const unusable = featureNameProblem(f.name);
+    if (unusable) return `${at}.name ${JSON.stringify(f.name)} ${unusable}`;
     if (seen.has(f.name)) return `${at}.name "${f.name}" is repeated`;
     seen.add(f.name);
     if (f.min > f.max) return `${at}.min ${f.min} is above ${at}.max ${f.max}`;

@@ -3,7 +3,7 @@ import { ConfigInvalidError, DataInvalidError } from '../errors.js';
 import { confidence } from '../monitor/classification.js';
 import { PSI_SMOOTHING } from '../monitor/psi.js';
 import { mulberry32 } from '../random.js';
-import { defaultPredictionBounds, LOW_CONFIDENCE, type Baseline, type ClassificationBaseline, type FeatureBaseline, type PredictionBounds, type RegressionBaseline } from './baseline.js';
+import { defaultPredictionBounds, featureNameProblem, LOW_CONFIDENCE, type Baseline, type ClassificationBaseline, type FeatureBaseline, type PredictionBounds, type RegressionBaseline } from './baseline.js';
 import { readNumericCsv } from './csv-rows.js';
 import type { Answer, ClassificationAnswer, RegressionAnswer } from './model.js';
 import { OnnxModel, type Task } from './session.js';
@@ -153,6 +153,12 @@ async function layout(file: string, options: BaselineOptions): Promise<Layout> {
   const reused = featureColumns.find((c) => c === targetColumn || c === predictionColumn);
   if (reused !== undefined) throw new DataInvalidError(file, `column "${columns[reused]}" is the ${reused === targetColumn ? 'target' : 'prediction column'}: it cannot be a feature too`);
   if (featureColumns.length === 0) throw new DataInvalidError(file, `has no feature column left; its columns are ${columns.join(', ')}`);
+  for (const c of featureColumns) {
+    const unusable = featureNameProblem(columns[c]!);
+    if (unusable) throw new DataInvalidError(file, `column ${c + 1} (${JSON.stringify(columns[c])}) cannot be a feature: its name ${unusable}; rename it, or leave it out with --ignore`);
+  }
+  const repeated = featureColumns.find((c, i) => featureColumns.findIndex((d) => columns[d] === columns[c]) !== i);
+  if (repeated !== undefined) throw new DataInvalidError(file, `column ${repeated + 1} (${JSON.stringify(columns[repeated])}) repeats the name of an earlier feature column`);
   const used = new Set([...featureColumns, targetColumn, predictionColumn]);
   const skipped = columns.filter((_, i) => !used.has(i));
   return { names: featureColumns.map((i) => columns[i]!), featureColumns, targetColumn, predictionColumn, skipped };
