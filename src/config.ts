@@ -18,8 +18,9 @@ export const serveOptions = {
   webConfigAppliesTo: { type: 'string', enum: ['metrics', 'all'], default: 'metrics', description: 'metrics: --web-config-file secures the listener serving /metrics (--metrics-port, or --port without one); all: --port as well' },
   modelDir: { type: 'string', minLength: 1, default: 'models/diabetes', description: 'folder with model.onnx and baseline.json (a sidecar, with --upstream, needs only baseline.json)' },
   window: { type: 'integer', minimum: 1, maximum: 1_000_000, default: 1000, description: 'rows in the rolling window behind the rolling means' },
-  predictionMin: { type: 'number', default: 0, description: 'predictions below this are counted as outliers (below_min)' },
-  predictionMax: { type: 'number', default: 1000, description: 'predictions above this are counted as outliers (above_max)' },
+  // A default fitted to no model's scale would count a healthy model's predictions as outliers: each model's baseline holds its own.
+  predictionMin: { type: 'number', defaultFrom: "the baseline's prediction_bounds.min", description: 'a regression\'s predictions below this are counted as outliers (below_min)' },
+  predictionMax: { type: 'number', defaultFrom: "the baseline's prediction_bounds.max", description: 'a regression\'s predictions above this are counted as outliers (above_max)' },
   csv: { type: 'string', default: 'feature_log.csv', description: 'feature log path; empty string turns the log off' },
   maxBatchRows: { type: 'integer', minimum: 1, maximum: 100_000, default: 1024, description: 'most rows accepted in one request' },
   upstream: { type: 'string', default: '', description: 'sidecar mode: the model server to forward predictions to, e.g. http://127.0.0.1:9000; empty runs model.onnx in-process' },
@@ -40,7 +41,9 @@ export const serveOptions = {
 
 type OptionSpec = (typeof serveOptions)[keyof typeof serveOptions];
 type ValueOf<S> = S extends { type: 'integer' | 'number' } ? number : S extends { enum: readonly (infer E)[] } ? E : string;
-export type ServeConfig = Readonly<{ -readonly [K in keyof typeof serveOptions]: ValueOf<(typeof serveOptions)[K]> }>;
+/** An option with `defaultFrom` instead of a default is undefined when unset: its default is resolved where what it names is known. */
+type SetOrNot<S> = S extends { default: unknown } ? ValueOf<S> : ValueOf<S> | undefined;
+export type ServeConfig = Readonly<{ -readonly [K in keyof typeof serveOptions]: SetOrNot<(typeof serveOptions)[K]> }>;
 export type OptionName = keyof typeof serveOptions;
 
 export const flagName = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -63,7 +66,7 @@ const validateServe = new Ajv({ allErrors: true, useDefaults: true, strict: true
   additionalProperties: false,
   properties: Object.fromEntries(
     optionKeys.map((key) => {
-      const { description: _unused, ...schema } = serveOptions[key] as OptionSpec & { description: string };
+      const { description: _unused, defaultFrom: _unset, ...schema } = serveOptions[key] as OptionSpec & { description: string; defaultFrom?: string };
       return [key, schema];
     }),
   ),
@@ -132,11 +135,12 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     const [first] = validateServe.errors ?? [];
     const key = (first?.instancePath.slice(1) ?? '') as OptionName;
     const where = key in serveOptions ? `--${flagName(key)} / ${envName(key)} = ${JSON.stringify(raw[key])}` : '(options)';
-    const allowed = key in serveOptions ? `; default is ${JSON.stringify(serveOptions[key].default)}` : '';
+    const allowed = key in serveOptions ? `; default is ${defaultText(key)}` : '';
     throw new ConfigInvalidError(where, `${first?.message ?? 'invalid'}${allowed}`);
   }
   const config = raw as ServeConfig;
-  if (!(config.predictionMin < config.predictionMax)) {
+  // With one of them unset, the baseline's bound is checked against the other in createWatch.
+  if (config.predictionMin !== undefined && config.predictionMax !== undefined && !(config.predictionMin < config.predictionMax)) {
     throw new ConfigInvalidError(
       `--prediction-min ${config.predictionMin} / --prediction-max ${config.predictionMax}`,
       'the minimum must be below the maximum',
@@ -151,11 +155,16 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
   return Object.freeze(config);
 }
 
+const defaultText = (key: OptionName): string => {
+  const spec = serveOptions[key];
+  return 'default' in spec ? JSON.stringify(spec.default) : spec.defaultFrom;
+};
+
 /** The options table of `modelwatch serve --help` and of the README. */
 export function optionsTable(): string {
   const rows = optionKeys.map((key) => {
     const spec = serveOptions[key];
-    return `| \`--${flagName(key)}\` | \`${envName(key)}\` | \`${JSON.stringify(spec.default)}\` | ${spec.description} |`;
+    return `| \`--${flagName(key)}\` | \`${envName(key)}\` | ${'default' in spec ? `\`${defaultText(key)}\`` : defaultText(key)} | ${spec.description} |`;
   });
   return ['| flag | environment variable | default | meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }

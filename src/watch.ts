@@ -3,7 +3,8 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { DestinationStream } from 'pino';
 import type { ServeConfig } from './config.js';
 import type { Baseline } from './model/baseline.js';
-import { predictionBuckets } from './model/baseline.js';
+import { predictionBounds, predictionBuckets, type PredictionBounds, type RegressionBaseline } from './model/baseline.js';
+import { ConfigInvalidError } from './errors.js';
 import type { Answer, Model } from './model/model.js';
 import { ClassificationMonitor, confidence } from './monitor/classification.js';
 import { FeatureMonitor } from './monitor/features.js';
@@ -46,9 +47,25 @@ export interface WatchOptions {
   clock?: Clock;
 }
 
-function predictionMonitor(config: ServeConfig, baseline: Baseline, model: Model): PredictionMonitor {
-  if (baseline.task === 'classification') return new ClassificationMonitor(baseline, config.window, model.hasProbabilities);
-  return new RegressionMonitor(baseline, config.window, predictionBuckets(baseline), config.predictionMin, config.predictionMax);
+/** --prediction-min and --prediction-max, each by default the baseline's bound. */
+function outlierBounds(config: ServeConfig, baseline: RegressionBaseline): PredictionBounds {
+  const fromBaseline = predictionBounds(baseline);
+  const min = config.predictionMin ?? fromBaseline?.min;
+  const max = config.predictionMax ?? fromBaseline?.max;
+  if (min === undefined || max === undefined) {
+    throw new ConfigInvalidError('--prediction-min / --prediction-max', `are required: the baseline has no prediction_bounds and its training predictions are all ${baseline.prediction.min}; rebuild it with "modelwatch baseline --prediction-bounds lo,hi" or set both flags`);
+  }
+  if (!(min < max)) {
+    const source = (bound: 'min' | 'max', flag: number | undefined) => (flag === undefined ? `the baseline's prediction_bounds.${bound}` : `--prediction-${bound}`);
+    throw new ConfigInvalidError(`${source('min', config.predictionMin)} ${min} / ${source('max', config.predictionMax)} ${max}`, 'the minimum must be below the maximum');
+  }
+  return { min, max };
+}
+
+function predictionMonitor(config: ServeConfig, baseline: Baseline, model: Model): { predictions: PredictionMonitor; bounds?: PredictionBounds } {
+  if (baseline.task === 'classification') return { predictions: new ClassificationMonitor(baseline, config.window, model.hasProbabilities) };
+  const bounds = outlierBounds(config, baseline);
+  return { predictions: new RegressionMonitor(baseline, config.window, predictionBuckets(baseline), bounds.min, bounds.max), bounds };
 }
 
 /** Per row, what the CSV's prediction_mean averages: the prediction, or a classifier's top-class probability (NaN when it has none). */
@@ -63,7 +80,8 @@ function loggedPredictions(answer: Answer, classes: number, rows: number): Array
 export function createWatch(config: ServeConfig, baseline: Baseline, model: Model, log: FastifyBaseLogger, options: WatchOptions = {}): Watch {
   const featureNames = baseline.features.map((f) => f.name);
   const classes = baseline.task === 'classification' ? baseline.classes.length : 0;
-  const monitor = new Monitor(new FeatureMonitor(baseline, config.window), predictionMonitor(config, baseline, model));
+  const { predictions, bounds } = predictionMonitor(config, baseline, model);
+  const monitor = new Monitor(new FeatureMonitor(baseline, config.window), predictions);
   const featureLog = config.csv === '' ? undefined : new FeatureLog(config.csv, baseline.model, baseline.version, featureNames, baseline.task === 'classification' ? baseline.classes : [], log, options.featureLog);
   const noLog = { rowsWritten: 0, rowErrors: 0, rowsLost: 0 };
   const store = new PredictionStore(config.feedbackMaxEntries, config.feedbackTtlSeconds * 1000, options.clock ?? (() => performance.now()));
@@ -89,7 +107,7 @@ export function createWatch(config: ServeConfig, baseline: Baseline, model: Mode
       const outliers = monitor.record(features, answer, rows);
       if (outliers > 0) {
         if (answer.task === 'regression') {
-          outlierWarn.warn({ id: requestId, outliers, rows, min: config.predictionMin, max: config.predictionMax }, 'prediction outside the configured bounds');
+          outlierWarn.warn({ id: requestId, outliers, rows, ...bounds }, 'prediction outside the configured bounds');
         } else {
           outlierWarn.warn({ id: requestId, outliers, rows }, 'prediction of a class outside the baseline, or with probabilities that are none');
         }

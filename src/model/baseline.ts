@@ -29,6 +29,13 @@ export interface RegressionBaseline extends BaselineCommon {
   prediction: { mean: number; stddev: number; min: number; max: number; quantiles: Record<string, number> };
   /** MAE on held-out data, or null when the baseline was built without a target. */
   abs_error_mean: number | null;
+  /** serve's default --prediction-min and --prediction-max; baselines written before it get defaultPredictionBounds(prediction). */
+  prediction_bounds?: PredictionBounds;
+}
+
+export interface PredictionBounds {
+  min: number;
+  max: number;
 }
 
 /**
@@ -64,7 +71,6 @@ export const PROBABILITY_SUM_TOLERANCE = 1e-3;
 
 /** strictNumbers: a number JSON.parse read as Infinity (1e400 in the file) is no number. */
 const number = { type: 'number' };
-const identifier = '^[A-Za-z_][A-Za-z0-9_]*$';
 
 const share = { type: 'number', minimum: 0, maximum: 1 };
 const shareOrNull = { type: ['number', 'null'], minimum: 0, maximum: 1 };
@@ -80,6 +86,7 @@ const regressionSchema = {
       properties: { mean: number, stddev: { type: 'number', minimum: 0 }, min: number, max: number, quantiles: { type: 'object', additionalProperties: number } },
     },
     abs_error_mean: { type: ['number', 'null'], exclusiveMinimum: 0, description: 'the MAE on held-out data, or null without a target; the abs-error buckets are multiples of it' },
+    prediction_bounds: { type: 'object', required: ['min', 'max'], additionalProperties: false, properties: { min: number, max: number } },
   },
 };
 
@@ -122,7 +129,7 @@ const validateBaseline = new Ajv({ allErrors: false, strict: true, strictNumbers
         type: 'object',
         required: ['name', 'mean', 'stddev', 'min', 'max', 'bin_edges', 'bin_ratios'],
         properties: {
-          name: { type: 'string', pattern: identifier, description: 'an identifier: it names CSV columns' },
+          name: { type: 'string' },
           mean: number,
           stddev: { type: 'number', minimum: 0 },
           min: number,
@@ -135,6 +142,21 @@ const validateBaseline = new Ajv({ allErrors: false, strict: true, strictNumbers
     scalar_feature_mean: number,
   },
 });
+
+/**
+ * Why no feature can be named `name`, or undefined. Any other name works everywhere a feature's
+ * name goes: a JSON key of a named row, the feature log's `<name>_mean` column (quoted as CSV
+ * needs), a metric's `feature` label (escaped by the exposition) and the dashboard's $feature.
+ */
+export function featureNameProblem(name: string): string | undefined {
+  if (name === '') return 'is empty';
+  if (name.trim() !== name) return 'starts or ends with white space, which CSV readers trim away';
+  if (/[\u0000-\u001f\u007f]/.test(name)) return 'holds a control character, which no query or legend shows';
+  if (name.includes('"')) return 'holds a double quote, which Grafana writes unescaped into the dashboard\'s queries (feature=~"$feature")';
+  if (name === '__proto__') return 'is refused as a JSON key by the server (a guard against prototype poisoning), so no named row could hold it';
+  if (name === 'feature' || name === 'prediction') return `would make the feature log's column ${name}_mean, which is already the ${name === 'feature' ? 'overall feature mean' : 'mean prediction'}`;
+  return undefined;
+}
 
 /** bin_ratios are shares of the training rows; summed, their rounding error stays far below this. */
 const RATIO_SUM_TOLERANCE = 1e-6;
@@ -175,6 +197,8 @@ function baselineProblem(parsed: unknown): string | undefined {
   const seen = new Set<string>();
   for (const [i, f] of b.features.entries()) {
     const at = `features[${i}]`;
+    const unusable = featureNameProblem(f.name);
+    if (unusable) return `${at}.name ${JSON.stringify(f.name)} ${unusable}`;
     if (seen.has(f.name)) return `${at}.name "${f.name}" is repeated`;
     seen.add(f.name);
     if (f.min > f.max) return `${at}.min ${f.min} is above ${at}.max ${f.max}`;
@@ -187,6 +211,8 @@ function baselineProblem(parsed: unknown): string | undefined {
   }
   if (b.task === 'classification') return classificationProblem(b);
   if (b.prediction.min > b.prediction.max) return `prediction.min ${b.prediction.min} is above prediction.max ${b.prediction.max}`;
+  const bounds = b.prediction_bounds;
+  if (bounds && !(bounds.min < bounds.max)) return `prediction_bounds.min ${bounds.min} is not below prediction_bounds.max ${bounds.max}`;
   if (b.abs_error_mean === null && b.prediction.stddev === 0) {
     return 'prediction.stddev is 0 and abs_error_mean null: the abs-error buckets would all be 0; build the baseline with a target';
   }
@@ -210,4 +236,19 @@ function classificationProblem(b: ClassificationBaseline): string | undefined {
 export function predictionBuckets(b: RegressionBaseline): number[] {
   const points = [b.prediction.min, ...Object.values(b.prediction.quantiles), b.prediction.max].map((v) => Number(v.toPrecision(4)));
   return [...new Set(points)].sort((x, y) => x - y);
+}
+
+/**
+ * The training predictions' range widened by half of it on each side: a healthy model's own
+ * predictions stay inside whatever its scale, and one twice as spread as in training does not.
+ * Undefined when every training prediction is the same number: the range says nothing then.
+ */
+export function defaultPredictionBounds(prediction: { min: number; max: number }): PredictionBounds | undefined {
+  const half = (prediction.max - prediction.min) / 2;
+  return half > 0 ? { min: prediction.min - half, max: prediction.max + half } : undefined;
+}
+
+/** Where a regression's outliers start when no flag says: the baseline's bounds. */
+export function predictionBounds(b: RegressionBaseline): PredictionBounds | undefined {
+  return b.prediction_bounds ?? defaultPredictionBounds(b.prediction);
 }

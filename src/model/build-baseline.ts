@@ -1,18 +1,25 @@
 import { basename, dirname, resolve } from 'node:path';
-import { DataInvalidError } from '../errors.js';
+import { ConfigInvalidError, DataInvalidError } from '../errors.js';
 import { confidence } from '../monitor/classification.js';
 import { PSI_SMOOTHING } from '../monitor/psi.js';
 import { mulberry32 } from '../random.js';
-import { LOW_CONFIDENCE, type Baseline, type ClassificationBaseline, type FeatureBaseline } from './baseline.js';
+import { defaultPredictionBounds, featureNameProblem, LOW_CONFIDENCE, type Baseline, type ClassificationBaseline, type FeatureBaseline, type PredictionBounds, type RegressionBaseline } from './baseline.js';
 import { readNumericCsv } from './csv-rows.js';
 import type { Answer, ClassificationAnswer, RegressionAnswer } from './model.js';
 import { OnnxModel, type Task } from './session.js';
 
 export interface BaselineOptions {
   data: string;
-  modelFile: string;
+  /** The ONNX model run on every row; without it the predictions are read from `predictionColumn`. */
+  modelFile?: string;
+  /** Column holding the model's prediction of each row (a classifier's: a class name), for a model served elsewhere; excluded from the features. */
+  predictionColumn?: string;
   /** Column holding the true value; excluded from the features. */
   target?: string;
+  /** The feature columns, in the model's input order; by default every column but the target, the prediction column and `ignore`. */
+  features?: readonly string[];
+  /** Columns that are no features (an id, a timestamp); only without `features`. */
+  ignore?: readonly string[];
   /** Held-out CSV (same columns) for abs_error_mean; without it the MAE is measured on `data`. */
   evalData?: string;
   name?: string;
@@ -24,6 +31,8 @@ export interface BaselineOptions {
   classes?: readonly string[];
   /** Values kept per column for the quantiles; beyond it a uniform reservoir sample keeps memory bounded. */
   sampleSize?: number;
+  /** A regression's outlier bounds; by default defaultPredictionBounds of the training predictions. */
+  predictionBounds?: PredictionBounds;
 }
 
 const PREDICTION_QUANTILES = [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99];
@@ -78,37 +87,81 @@ function binEdges(stats: ColumnStats, bins: number): number[] {
   return [...new Set(stats.quantiles(qs))].filter((edge) => edge > stats.min).sort((x, y) => x - y);
 }
 
-async function* batches(file: string, featureColumns: number[], targetColumn: number | undefined, textTarget: string | undefined) {
-  const { rows } = await readNumericCsv(file, textTarget);
+/** Where a CSV's features, target and predictions are, by column index. */
+interface Layout {
+  names: string[];
+  featureColumns: number[];
+  targetColumn: number | undefined;
+  predictionColumn: number | undefined;
+  /** Columns that are neither: not read at all, so they may hold anything. */
+  skipped: string[];
+}
+
+/** Up to BATCH_ROWS rows of a CSV: features as the model takes them (float32) and as read, targets and predictions as `text` says. */
+interface Batch {
+  features: Float32Array;
+  targets: (number | string)[];
+  predicted: (number | string)[];
+  lines: number[];
+  raw: Float64Array[];
+  rows: number;
+}
+
+/** `text`: the columns read as text, a classifier's class names; any other is a number. */
+async function* batches(file: string, { featureColumns, targetColumn, predictionColumn, skipped }: Layout, text: readonly string[]): AsyncGenerator<Batch> {
+  const { columns, rows } = await readNumericCsv(file, text, skipped);
+  const cell = (c: number, values: Float64Array, cells: string[]) => (text.includes(columns[c]!) ? cells[c]! : values[c]!);
   const width = featureColumns.length;
   let features = new Float32Array(BATCH_ROWS * width);
   let targets: (number | string)[] = [];
+  let predicted: (number | string)[] = [];
   let lines: number[] = [];
   let raw: Float64Array[] = [];
   for await (const { values, line, cells } of rows) {
     const r = raw.length;
     for (let f = 0; f < width; f++) features[r * width + f] = values[featureColumns[f]!]!;
-    if (targetColumn !== undefined) targets.push(textTarget === undefined ? values[targetColumn]! : cells[targetColumn]!);
+    if (targetColumn !== undefined) targets.push(cell(targetColumn, values, cells));
+    if (predictionColumn !== undefined) predicted.push(cell(predictionColumn, values, cells));
     lines.push(line);
     raw.push(Float64Array.from(featureColumns, (c) => values[c]!));
     if (raw.length === BATCH_ROWS) {
-      yield { features, targets, lines, raw, rows: raw.length };
+      yield { features, targets, predicted, lines, raw, rows: raw.length };
       features = new Float32Array(BATCH_ROWS * width);
       targets = [];
+      predicted = [];
       lines = [];
       raw = [];
     }
   }
-  if (raw.length > 0) yield { features, targets, lines, raw, rows: raw.length };
+  if (raw.length > 0) yield { features, targets, predicted, lines, raw, rows: raw.length };
 }
 
-async function layout(file: string, target: string | undefined) {
-  const { columns, rows } = await readNumericCsv(file, target);
+async function layout(file: string, options: BaselineOptions): Promise<Layout> {
+  const { columns, rows } = await readNumericCsv(file);
   await rows.return(undefined);
-  const targetColumn = target === undefined ? undefined : columns.indexOf(target);
-  if (targetColumn === -1) throw new DataInvalidError(file, `has no target column "${target}"; its columns are ${columns.join(', ')}`);
-  const featureColumns = columns.map((_, i) => i).filter((i) => i !== targetColumn);
-  return { names: featureColumns.map((i) => columns[i]!), featureColumns, targetColumn };
+  const column = (name: string, what: string) => {
+    const c = columns.indexOf(name);
+    if (c === -1) throw new DataInvalidError(file, `has no ${what} column "${name}"; its columns are ${columns.join(', ')}`);
+    return c;
+  };
+  const targetColumn = options.target === undefined ? undefined : column(options.target, 'target');
+  const predictionColumn = options.predictionColumn === undefined ? undefined : column(options.predictionColumn, 'prediction');
+  const ignored = new Set((options.ignore ?? []).map((name) => column(name, '--ignore')));
+  const featureColumns = options.features
+    ? options.features.map((name) => column(name, '--features'))
+    : columns.map((_, i) => i).filter((i) => i !== targetColumn && i !== predictionColumn && !ignored.has(i));
+  const reused = featureColumns.find((c) => c === targetColumn || c === predictionColumn);
+  if (reused !== undefined) throw new DataInvalidError(file, `column "${columns[reused]}" is the ${reused === targetColumn ? 'target' : 'prediction column'}: it cannot be a feature too`);
+  if (featureColumns.length === 0) throw new DataInvalidError(file, `has no feature column left; its columns are ${columns.join(', ')}`);
+  for (const c of featureColumns) {
+    const unusable = featureNameProblem(columns[c]!);
+    if (unusable) throw new DataInvalidError(file, `column ${c + 1} (${JSON.stringify(columns[c])}) cannot be a feature: its name ${unusable}; rename it, or leave it out with --ignore`);
+  }
+  const repeated = featureColumns.find((c, i) => featureColumns.findIndex((d) => columns[d] === columns[c]) !== i);
+  if (repeated !== undefined) throw new DataInvalidError(file, `column ${repeated + 1} (${JSON.stringify(columns[repeated])}) repeats the name of an earlier feature column`);
+  const used = new Set([...featureColumns, targetColumn, predictionColumn]);
+  const skipped = columns.filter((_, i) => !used.has(i));
+  return { names: featureColumns.map((i) => columns[i]!), featureColumns, targetColumn, predictionColumn, skipped };
 }
 
 /** Shares of `counts`, smoothed by half a row per class as ClassificationBaseline says. */
@@ -165,32 +218,77 @@ class ClassSummary implements PredictionSummary {
   }
 }
 
+/** Where the training rows' predictions come from: the ONNX model, or the CSV's prediction column. */
+interface Predictor {
+  readonly task: Task;
+  readonly classes: readonly string[];
+  predict(batch: Batch, file: string): Promise<Answer>;
+  close(): Promise<void>;
+}
+
+async function modelPredictor(options: BaselineOptions, modelFile: string, names: string[]): Promise<Predictor> {
+  // The model's declared input width is checked against the header's feature columns here.
+  const model = await OnnxModel.load(modelFile, {
+    width: names.length,
+    task: options.task,
+    classes: options.classes,
+    source: options.classes ? '--classes' : `the header (line 1) of ${options.data}`,
+    fix: options.classes ? 'list the classes the model names, in its order' : `its feature columns (${options.features ? '--features' : 'every column but --target, --prediction-column and --ignore'}) are ${names.join(', ')}`,
+  });
+  return {
+    task: model.task,
+    classes: model.classes,
+    predict: (batch) => model.predict(batch.features.subarray(0, batch.rows * names.length), batch.rows),
+    close: () => model.close(),
+  };
+}
+
+/**
+ * Predictions as the CSV holds them. A classifier's class names must be given: their order is
+ * that of the probabilities a model server answers, which no column of names shows.
+ */
+function columnPredictor(options: BaselineOptions): Predictor {
+  const task = options.task ?? (options.classes ? 'classification' : 'regression');
+  if (task === 'regression') return { task, classes: [], predict: async (batch) => ({ task, values: batch.predicted as number[] }), close: async () => {} };
+  const classes = options.classes;
+  if (!classes) throw new ConfigInvalidError('--classes', 'is required for a classifier\'s --prediction-column: the class names, in the order of the probabilities the model server answers, e.g. --classes setosa,versicolor,virginica');
+  const index = new Map(classes.map((c, i) => [c, i]));
+  return {
+    task,
+    classes,
+    async predict(batch, file) {
+      const labels = batch.predicted as string[];
+      const found = Int32Array.from(labels, (label, r) => {
+        const i = index.get(label);
+        if (i === undefined) throw new DataInvalidError(file, `line ${batch.lines[r]}: prediction ${JSON.stringify(label)} is not one of --classes ${classes.join(', ')}`);
+        return i;
+      });
+      return { task, classes: found, labels };
+    },
+    close: async () => {},
+  };
+}
+
 /** Reads the training CSV twice, streaming: stats and edges first, then the exact bin shares; then the evaluation data for the error. */
 export async function buildBaseline(options: BaselineOptions): Promise<Baseline> {
   const bins = options.bins ?? 10;
   const sampleSize = options.sampleSize ?? 100_000;
-  const { names, featureColumns, targetColumn } = await layout(options.data, options.target);
+  const columns = await layout(options.data, options);
+  const { names } = columns;
   const width = names.length;
-  // The model's declared input width is checked against the header's feature columns here.
-  const model = await OnnxModel.load(options.modelFile, {
-    width,
-    task: options.task,
-    classes: options.classes,
-    source: options.classes ? '--classes' : `the header (line 1) of ${options.data}`,
-    fix: options.classes ? 'list the classes the model names, in its order' : `its feature columns (every column but --target) are ${names.join(', ')}`,
-  });
+  const model = options.modelFile === undefined ? columnPredictor(options) : await modelPredictor(options, options.modelFile, names);
   try {
     const classifier = model.task === 'classification';
-    // A classifier's target holds class names: read as text. A regression's must be numbers.
-    const textTarget = classifier ? options.target : undefined;
+    // A classifier's target and predictions hold class names: read as text. A regression's must be numbers.
+    const text = classifier ? [options.target, options.predictionColumn].filter((c) => c !== undefined) : [];
     const random = mulberry32(42);
     const featureStats = names.map(() => new ColumnStats(sampleSize, random));
     const regression = classifier ? undefined : new RegressionSummary(sampleSize, random);
     const summary: RegressionSummary | ClassSummary = regression ?? new ClassSummary(model.classes);
     let scalarSum = 0;
     let rows = 0;
-    for await (const batch of batches(options.data, featureColumns, undefined, textTarget)) {
-      summary.add(await model.predict(batch.features.subarray(0, batch.rows * width), batch.rows), batch.rows);
+    for await (const batch of batches(options.data, columns, text)) {
+      summary.add(await model.predict(batch, options.data), batch.rows);
       for (const row of batch.raw) {
         row.forEach((v, f) => {
           featureStats[f]!.add(v);
@@ -203,7 +301,7 @@ export async function buildBaseline(options: BaselineOptions): Promise<Baseline>
 
     const edges = featureStats.map((s) => binEdges(s, bins));
     const counts = edges.map((e) => new Float64Array(e.length + 1));
-    for await (const batch of batches(options.data, featureColumns, undefined, textTarget)) {
+    for await (const batch of batches(options.data, columns, text)) {
       for (const row of batch.raw) {
         row.forEach((v, f) => {
           let i = 0;
@@ -216,11 +314,15 @@ export async function buildBaseline(options: BaselineOptions): Promise<Baseline>
       const s = featureStats[f]!;
       return { name, mean: s.mean, stddev: s.stddev, min: s.min, max: s.max, bin_edges: edges[f]!, bin_ratios: Array.from(counts[f]!, (c) => c / rows) };
     });
-    const common = { model: options.name ?? basename(dirname(resolve(options.modelFile))), version: options.version ?? '1', rows, features };
+    const common = { model: options.name ?? basename(dirname(resolve(options.modelFile ?? options.data))), version: options.version ?? '1', rows, features };
     const scalar_feature_mean = scalarSum / (rows * width);
 
-    const evaluation = targetColumn === undefined ? undefined : await evaluate(options, model, names, textTarget);
-    if (regression) return { task: 'regression', ...common, prediction: regression.baseline(), scalar_feature_mean, abs_error_mean: evaluation?.absErrorMean ?? null };
+    const evaluation = columns.targetColumn === undefined ? undefined : await evaluate(options, model, names, text);
+    if (regression) {
+      const prediction = regression.baseline();
+      return { task: 'regression', ...common, prediction, scalar_feature_mean, abs_error_mean: evaluation?.absErrorMean ?? null, prediction_bounds: resolvedBounds(options, prediction) };
+    }
+    if (options.predictionBounds) throw new ConfigInvalidError('--prediction-bounds', 'applies to a regression only: a classifier\'s outliers are invalid probabilities and unknown classes');
     return {
       task: 'classification',
       ...common,
@@ -235,13 +337,21 @@ export async function buildBaseline(options: BaselineOptions): Promise<Baseline>
   }
 }
 
+function resolvedBounds(options: BaselineOptions, prediction: RegressionBaseline['prediction']): PredictionBounds {
+  const bounds = options.predictionBounds ?? defaultPredictionBounds(prediction);
+  if (!bounds) {
+    throw new ConfigInvalidError('--prediction-bounds', `is required: every training prediction is ${prediction.min}, so their range, widened by half of it on each side, is empty; pass the outlier bounds as lo,hi`);
+  }
+  return bounds;
+}
+
 /**
  * The model's error on the evaluation data (--eval-data, else the training data): the mean
  * absolute error of a regression; a classifier's accuracy and the shares of its true classes.
  */
-async function evaluate(options: BaselineOptions, model: OnnxModel, names: string[], textTarget: string | undefined) {
+async function evaluate(options: BaselineOptions, model: Predictor, names: string[], text: readonly string[]) {
   const evalFile = options.evalData ?? options.data;
-  const evalLayout = await layout(evalFile, options.target);
+  const evalLayout = await layout(evalFile, options);
   if (evalLayout.names.join(',') !== names.join(',')) {
     throw new DataInvalidError(evalFile, `feature columns ${evalLayout.names.join(', ')} differ from ${options.data}'s ${names.join(', ')}`);
   }
@@ -250,8 +360,8 @@ async function evaluate(options: BaselineOptions, model: OnnxModel, names: strin
   let errorSum = 0;
   let right = 0;
   let n = 0;
-  for await (const batch of batches(evalFile, evalLayout.featureColumns, evalLayout.targetColumn, textTarget)) {
-    const answer = await model.predict(batch.features.subarray(0, batch.rows * names.length), batch.rows);
+  for await (const batch of batches(evalFile, evalLayout, text)) {
+    const answer = await model.predict(batch, evalFile);
     for (let r = 0; r < batch.rows; r++) {
       if (answer.task === 'regression') {
         errorSum += Math.abs(answer.values[r]! - (batch.targets[r] as number));

@@ -11,10 +11,11 @@ export interface NumericCsv {
 
 /**
  * Streams a numeric CSV with fast-csv in bounded memory. Every value must be a finite number: a
- * missing or non-numeric one is an error naming the file, the line and the column; the column
- * named `textColumn` (a classifier's class names) is read as text only, its number NaN.
+ * missing or non-numeric one is an error naming the file, the line and the column; the columns
+ * named in `textColumns` (a classifier's class names) are read as text only, their numbers NaN;
+ * those in `skippedColumns` (an id, a timestamp) are not read at all.
  */
-export async function readNumericCsv(file: string, textColumn?: string): Promise<NumericCsv> {
+export async function readNumericCsv(file: string, textColumns: readonly string[] = [], skippedColumns: readonly string[] = []): Promise<NumericCsv> {
   const input = createReadStream(file);
   const stream = input.pipe(parse({ headers: false, ignoreEmpty: true, trim: true }));
   // pipe() (and fast-csv's parseFile) does not forward a read error such as ENOENT or EISDIR: it
@@ -29,7 +30,8 @@ export async function readNumericCsv(file: string, textColumn?: string): Promise
   }
   if (first.done) throw new DataInvalidError(file, 'is empty; expected a header line and rows');
   const columns = first.value;
-  const text = textColumn === undefined ? -1 : columns.indexOf(textColumn);
+  const text = new Set(textColumns.map((name) => columns.indexOf(name)));
+  const skipped = new Set(skippedColumns.map((name) => columns.indexOf(name)));
   async function* rows() {
     let line = 1;
     const values = new Float64Array(columns.length);
@@ -48,7 +50,11 @@ export async function readNumericCsv(file: string, textColumn?: string): Promise
       }
       for (let c = 0; c < columns.length; c++) {
         const cell = cells[c]!;
-        if (c === text) {
+        if (skipped.has(c)) {
+          values[c] = Number.NaN;
+          continue;
+        }
+        if (text.has(c)) {
           if (cell === '') throw new DataInvalidError(file, `line ${line}, column ${c + 1} ("${columns[c]}"): missing value`);
           values[c] = Number.NaN;
           continue;
