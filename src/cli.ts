@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { buildApp } from './app.js';
 import { decimal, logServiceLinks, optionsTable, parseServeConfig } from './config.js';
 import { loadBaseline } from './model/baseline.js';
-import { buildBaseline } from './model/build-baseline.js';
+import { buildBaseline, MAX_DISTINCT_CATEGORIES } from './model/build-baseline.js';
 import { checkFeatureLog, countLogRows, DEFAULT_MIN_Z, waitForLogRows } from './monitor/check-csv.js';
 import { stopOnSignals } from './shutdown.js';
 import { formatSummary, scenarios, simulate, type Scenario } from './simulate.js';
@@ -17,7 +17,7 @@ const usage = `modelwatch: serve an ONNX model and watch it in production
   modelwatch serve [options]            run the server (modelwatch serve --help lists every option)
   modelwatch baseline --data FILE.csv --model model.onnx [--target COLUMN] [--eval-data FILE.csv]
                       [--name NAME] [--version V] [--bins 10] [--task regression|classification]
-                      [--classes a,b,c] --out baseline.json
+                      [--classes a,b,c] [--max-categories 20] [--nullable a,b] --out baseline.json
   modelwatch check-csv [--file feature_log.csv] [--model-dir models/diabetes] [--last 10]
                       [--threshold 0.2] [--min-z 3] [--fail-on-drift]
   modelwatch simulate [--url http://127.0.0.1:8080] [--requests 10] [--drift 0.3] [--features bmi,bp]
@@ -68,6 +68,7 @@ async function baselineCommand(argv: string[]): Promise<number> {
   const v = parse(argv, {
     data: { type: 'string' }, model: { type: 'string' }, target: { type: 'string' }, 'eval-data': { type: 'string' },
     name: { type: 'string' }, version: { type: 'string' }, bins: { type: 'string' }, out: { type: 'string' }, task: { type: 'string' }, classes: { type: 'string' },
+    'max-categories': { type: 'string' }, nullable: { type: 'string' },
   });
   const task = v.task as string | undefined;
   if (task !== undefined && task !== 'regression' && task !== 'classification') {
@@ -90,6 +91,8 @@ async function baselineCommand(argv: string[]): Promise<number> {
     bins: numberOption('bins', v.bins as string | undefined, 10, (n) => Number.isInteger(n) && n >= 2 && n <= 100, 'an integer from 2 to 100'),
     task,
     classes,
+    maxCategories: numberOption('max-categories', v['max-categories'] as string | undefined, 20, (n) => Number.isInteger(n) && n >= 1 && n <= MAX_DISTINCT_CATEGORIES, `an integer from 1 to ${MAX_DISTINCT_CATEGORIES}`),
+    nullable: v.nullable === undefined ? undefined : (v.nullable as string).split(','),
   });
   await writeFile(v.out as string, `${JSON.stringify(baseline, null, 2)}\n`);
   const summary =

@@ -1,12 +1,12 @@
 import { basename, dirname, resolve } from 'node:path';
-import { DataInvalidError } from '../errors.js';
 import { confidence } from '../monitor/classification.js';
 import { PSI_SMOOTHING } from '../monitor/psi.js';
 import { mulberry32 } from '../random.js';
-import { LOW_CONFIDENCE, type Baseline, type ClassificationBaseline, type FeatureBaseline } from './baseline.js';
+import { ConfigInvalidError, DataInvalidError } from '../errors.js';
+import { LOW_CONFIDENCE, type Baseline, type CategoricalFeatureBaseline, type ClassificationBaseline, type FeatureBaseline } from './baseline.js';
 import { readNumericCsv } from './csv-rows.js';
 import type { Answer, ClassificationAnswer, RegressionAnswer } from './model.js';
-import { OnnxModel, type Task } from './session.js';
+import { OnnxModel, type InputType, type Task } from './session.js';
 
 export interface BaselineOptions {
   data: string;
@@ -24,6 +24,31 @@ export interface BaselineOptions {
   classes?: readonly string[];
   /** Values kept per column for the quantiles; beyond it a uniform reservoir sample keeps memory bounded. */
   sampleSize?: number;
+  /** Categories a categorical feature keeps by name, the most frequent; the rest are pooled as __other__. */
+  maxCategories?: number;
+  /** Features a request may send null for, though the training data has no empty cell in them. */
+  nullable?: readonly string[];
+}
+
+/**
+ * Distinct values a categorical column may have: more is an identifier rather than a category,
+ * and counting them would hold the whole column in memory.
+ */
+export const MAX_DISTINCT_CATEGORIES = 10_000;
+
+/** How a feature column is read, from the model's input for it. */
+interface ColumnKind {
+  /** A string input, or an int64 one the graph encodes: counted by category. */
+  categorical: boolean;
+  /** An int64 input: integers only, never missing. */
+  integer: boolean;
+}
+
+function columnKinds(model: OnnxModel): ColumnKind[] {
+  return model.inputTypes.map((type: InputType, f) => ({
+    categorical: type === 'string' || (type === 'int64' && model.encodedInputs.has(model.features[f]!)),
+    integer: type === 'int64',
+  }));
 }
 
 const PREDICTION_QUANTILES = [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99];
@@ -78,32 +103,49 @@ function binEdges(stats: ColumnStats, bins: number): number[] {
   return [...new Set(stats.quantiles(qs))].filter((edge) => edge > stats.min).sort((x, y) => x - y);
 }
 
-async function* batches(file: string, featureColumns: number[], targetColumn: number | undefined, textTarget: string | undefined) {
-  const { rows } = await readNumericCsv(file, textTarget);
+/**
+ * The CSV in batches for the model: numbers row-major (NaN: an empty cell), each categorical
+ * column's values (text, or an integer for an int64 input; null: an empty cell).
+ */
+async function* batches(file: string, layout: Layout, kinds: readonly ColumnKind[], targetColumn: number | undefined, textTarget: string | undefined) {
+  const { featureColumns, names } = layout;
+  const text = names.filter((_, f) => kinds[f]!.categorical);
+  const { rows } = await readNumericCsv(file, { text: textTarget === undefined ? text : [...text, textTarget], missing: names });
   const width = featureColumns.length;
-  let features = new Float32Array(BATCH_ROWS * width);
-  let targets: (number | string)[] = [];
-  let lines: number[] = [];
-  let raw: Float64Array[] = [];
+  const fresh = () => ({
+    features: new Float64Array(BATCH_ROWS * width),
+    categorical: kinds.map((k) => (k.categorical ? new Array<string | number | null>() : undefined)),
+    targets: new Array<number | string>(),
+    lines: new Array<number>(),
+    rows: 0,
+  });
+  let batch = fresh();
   for await (const { values, line, cells } of rows) {
-    const r = raw.length;
-    for (let f = 0; f < width; f++) features[r * width + f] = values[featureColumns[f]!]!;
-    if (targetColumn !== undefined) targets.push(textTarget === undefined ? values[targetColumn]! : cells[targetColumn]!);
-    lines.push(line);
-    raw.push(Float64Array.from(featureColumns, (c) => values[c]!));
-    if (raw.length === BATCH_ROWS) {
-      yield { features, targets, lines, raw, rows: raw.length };
-      features = new Float32Array(BATCH_ROWS * width);
-      targets = [];
-      lines = [];
-      raw = [];
+    const r = batch.rows;
+    for (let f = 0; f < width; f++) {
+      const c = featureColumns[f]!;
+      const { categorical, integer } = kinds[f]!;
+      const cell = cells[c]!;
+      const at = `line ${line}, column ${c + 1} ("${names[f]}")`;
+      if (integer && cell === '') throw new DataInvalidError(file, `${at}: missing value, and the model's int64 input for it cannot take one (int64 has no NaN)`);
+      if (integer && !/^[-+]?\d+$/.test(cell)) throw new DataInvalidError(file, `${at}: "${cell.slice(0, 40)}" is not an integer, which the model's int64 input takes`);
+      if (categorical) batch.categorical[f]!.push(cell === '' ? null : integer ? Number(cell) : cell);
+      else batch.features[r * width + f] = values[c]!;
+    }
+    if (targetColumn !== undefined) batch.targets.push(textTarget === undefined ? values[targetColumn]! : cells[targetColumn]!);
+    batch.lines.push(line);
+    if (++batch.rows === BATCH_ROWS) {
+      yield batch;
+      batch = fresh();
     }
   }
-  if (raw.length > 0) yield { features, targets, lines, raw, rows: raw.length };
+  if (batch.rows > 0) yield batch;
 }
 
+type Layout = Awaited<ReturnType<typeof layout>>;
+
 async function layout(file: string, target: string | undefined) {
-  const { columns, rows } = await readNumericCsv(file, target);
+  const { columns, rows } = await readNumericCsv(file);
   await rows.return(undefined);
   const targetColumn = target === undefined ? undefined : columns.indexOf(target);
   if (targetColumn === -1) throw new DataInvalidError(file, `has no target column "${target}"; its columns are ${columns.join(', ')}`);
@@ -165,15 +207,42 @@ class ClassSummary implements PredictionSummary {
   }
 }
 
+/** Counts of a categorical column's values, bounded by MAX_DISTINCT_CATEGORIES. */
+class CategoryCounts {
+  readonly counts = new Map<string, number>();
+  add(file: string, name: string, v: string | number): void {
+    const key = String(v);
+    const n = this.counts.get(key);
+    if (n === undefined && this.counts.size === MAX_DISTINCT_CATEGORIES) {
+      throw new DataInvalidError(file, `column "${name}" has more than ${MAX_DISTINCT_CATEGORIES} distinct values: an identifier rather than a category; leave it out of the features`);
+    }
+    this.counts.set(key, (n ?? 0) + 1);
+  }
+
+  /** The top `max` by count (ties by name), the rest pooled, shares smoothed as CategoricalFeatureBaseline says. */
+  baseline(max: number): Pick<CategoricalFeatureBaseline, 'categories' | 'other_categories' | 'category_ratios'> {
+    const sorted = [...this.counts].sort(([a, x], [b, y]) => y - x || (a < b ? -1 : 1));
+    const top = sorted.slice(0, max);
+    const pooled = sorted.slice(max);
+    const counts = Float64Array.from([...top.map(([, n]) => n), pooled.reduce((sum, [, n]) => sum + n, 0), 0]);
+    const n = sorted.reduce((sum, [, c]) => sum + c, 0);
+    return { categories: top.map(([c]) => c), other_categories: pooled.map(([c]) => c).sort(), category_ratios: smoothedShares(counts, n) };
+  }
+}
+
 /** Reads the training CSV twice, streaming: stats and edges first, then the exact bin shares; then the evaluation data for the error. */
 export async function buildBaseline(options: BaselineOptions): Promise<Baseline> {
   const bins = options.bins ?? 10;
   const sampleSize = options.sampleSize ?? 100_000;
-  const { names, featureColumns, targetColumn } = await layout(options.data, options.target);
+  const maxCategories = options.maxCategories ?? 20;
+  const cols = await layout(options.data, options.target);
+  const { names } = cols;
   const width = names.length;
+  const unknown = (options.nullable ?? []).filter((name) => !names.includes(name));
+  if (unknown.length > 0) throw new ConfigInvalidError(`--nullable ${unknown.join(',')}`, `names no feature of ${options.data}; its features are ${names.join(', ')}`);
   // The model's declared input width is checked against the header's feature columns here.
   const model = await OnnxModel.load(options.modelFile, {
-    width,
+    features: names.map((name) => ({ name })),
     task: options.task,
     classes: options.classes,
     source: options.classes ? '--classes' : `the header (line 1) of ${options.data}`,
@@ -183,43 +252,70 @@ export async function buildBaseline(options: BaselineOptions): Promise<Baseline>
     const classifier = model.task === 'classification';
     // A classifier's target holds class names: read as text. A regression's must be numbers.
     const textTarget = classifier ? options.target : undefined;
+    const kinds = columnKinds(model);
     const random = mulberry32(42);
     const featureStats = names.map(() => new ColumnStats(sampleSize, random));
+    const categoryCounts = kinds.map((k) => (k.categorical ? new CategoryCounts() : undefined));
+    const missing = new Float64Array(width);
     const regression = classifier ? undefined : new RegressionSummary(sampleSize, random);
     const summary: RegressionSummary | ClassSummary = regression ?? new ClassSummary(model.classes);
     let scalarSum = 0;
+    let scalarCount = 0;
     let rows = 0;
-    for await (const batch of batches(options.data, featureColumns, undefined, textTarget)) {
-      summary.add(await model.predict(batch.features.subarray(0, batch.rows * width), batch.rows), batch.rows);
-      for (const row of batch.raw) {
-        row.forEach((v, f) => {
-          featureStats[f]!.add(v);
-          scalarSum += v;
-        });
+    for await (const batch of batches(options.data, cols, kinds, undefined, textTarget)) {
+      summary.add(await model.predict(batch.features.subarray(0, batch.rows * width), batch.rows, batch.categorical), batch.rows);
+      // Row by row, as the scalar mean has always been summed: the same order gives the same bits.
+      for (let r = 0; r < batch.rows; r++) {
+        for (let f = 0; f < width; f++) {
+          const counts = categoryCounts[f];
+          const v = counts ? batch.categorical[f]![r]! : batch.features[r * width + f]!;
+          if (v === null || (typeof v === 'number' && Number.isNaN(v))) missing[f]!++;
+          else if (counts) counts.add(options.data, names[f]!, v);
+          else {
+            featureStats[f]!.add(v as number);
+            scalarSum += v as number;
+            scalarCount++;
+          }
+        }
       }
       rows += batch.rows;
     }
     if (rows === 0) throw new DataInvalidError(options.data, 'has a header but no rows');
+    const empty = names.find((_, f) => missing[f] === rows);
+    if (empty !== undefined) throw new DataInvalidError(options.data, `column "${empty}" is empty in every row: no baseline can be learnt for it; fill it in or leave it out`);
 
-    const edges = featureStats.map((s) => binEdges(s, bins));
+    const edges = featureStats.map((s, f) => (kinds[f]!.categorical ? [] : binEdges(s, bins)));
     const counts = edges.map((e) => new Float64Array(e.length + 1));
-    for await (const batch of batches(options.data, featureColumns, undefined, textTarget)) {
-      for (const row of batch.raw) {
-        row.forEach((v, f) => {
+    for await (const batch of batches(options.data, cols, kinds, undefined, textTarget)) {
+      for (let f = 0; f < width; f++) {
+        if (kinds[f]!.categorical) continue;
+        const e = edges[f]!;
+        for (let r = 0; r < batch.rows; r++) {
+          const v = batch.features[r * width + f]!;
+          if (Number.isNaN(v)) continue;
           let i = 0;
-          while (i < edges[f]!.length && v >= edges[f]![i]!) i++;
+          while (i < e.length && v >= e[i]!) i++;
           counts[f]![i]!++;
-        });
+        }
       }
     }
     const features: FeatureBaseline[] = names.map((name, f) => {
+      const present = rows - missing[f]!;
+      // Only what departs from "never missing, never null", so that a baseline without missing values reads as before.
+      const nullable = missing[f]! > 0 || options.nullable?.includes(name);
+      const missingness = { ...(missing[f]! > 0 && { missing_ratio: missing[f]! / rows }), ...(nullable && { nullable: true }) };
+      if (nullable && kinds[f]!.integer) {
+        throw new ConfigInvalidError(`--nullable ${name}`, `the model's input for "${name}" is int64, which cannot carry a missing value (int64 has no NaN)`);
+      }
+      const categories = categoryCounts[f];
+      if (categories) return { name, kind: 'categorical', values: kinds[f]!.integer ? 'integer' : 'string', ...categories.baseline(maxCategories), ...missingness };
       const s = featureStats[f]!;
-      return { name, mean: s.mean, stddev: s.stddev, min: s.min, max: s.max, bin_edges: edges[f]!, bin_ratios: Array.from(counts[f]!, (c) => c / rows) };
+      return { name, mean: s.mean, stddev: s.stddev, min: s.min, max: s.max, bin_edges: edges[f]!, bin_ratios: Array.from(counts[f]!, (c) => c / present), ...missingness };
     });
     const common = { model: options.name ?? basename(dirname(resolve(options.modelFile))), version: options.version ?? '1', rows, features };
-    const scalar_feature_mean = scalarSum / (rows * width);
+    const scalar_feature_mean = scalarCount === 0 ? null : scalarSum / scalarCount;
 
-    const evaluation = targetColumn === undefined ? undefined : await evaluate(options, model, names, textTarget);
+    const evaluation = cols.targetColumn === undefined ? undefined : await evaluate(options, model, names, kinds, textTarget);
     if (regression) return { task: 'regression', ...common, prediction: regression.baseline(), scalar_feature_mean, abs_error_mean: evaluation?.absErrorMean ?? null };
     return {
       task: 'classification',
@@ -239,7 +335,7 @@ export async function buildBaseline(options: BaselineOptions): Promise<Baseline>
  * The model's error on the evaluation data (--eval-data, else the training data): the mean
  * absolute error of a regression; a classifier's accuracy and the shares of its true classes.
  */
-async function evaluate(options: BaselineOptions, model: OnnxModel, names: string[], textTarget: string | undefined) {
+async function evaluate(options: BaselineOptions, model: OnnxModel, names: string[], kinds: readonly ColumnKind[], textTarget: string | undefined) {
   const evalFile = options.evalData ?? options.data;
   const evalLayout = await layout(evalFile, options.target);
   if (evalLayout.names.join(',') !== names.join(',')) {
@@ -250,8 +346,8 @@ async function evaluate(options: BaselineOptions, model: OnnxModel, names: strin
   let errorSum = 0;
   let right = 0;
   let n = 0;
-  for await (const batch of batches(evalFile, evalLayout.featureColumns, evalLayout.targetColumn, textTarget)) {
-    const answer = await model.predict(batch.features.subarray(0, batch.rows * names.length), batch.rows);
+  for await (const batch of batches(evalFile, evalLayout, kinds, evalLayout.targetColumn, textTarget)) {
+    const answer = await model.predict(batch.features.subarray(0, batch.rows * names.length), batch.rows, batch.categorical);
     for (let r = 0; r < batch.rows; r++) {
       if (answer.task === 'regression') {
         errorSum += Math.abs(answer.values[r]! - (batch.targets[r] as number));
