@@ -1,7 +1,9 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import t from 'tap';
 import { OTHER_CATEGORY, UNSEEN_CATEGORY } from '../src/model/baseline.js';
 import { predict, sample, scrape, testApp } from './helpers/app.js';
-import { mixedModelDir, mixedTrainingRows, type MixedRow } from './helpers/mixed.js';
+import { mixedModelDir, mixedTrainingRows, type MixedBaseline, type MixedRow } from './helpers/mixed.js';
 import { postJson } from './helpers/sidecar.js';
 
 const id = 'model="mixed",version="1"';
@@ -144,4 +146,25 @@ t.test('strings are never coerced, nor null accepted where the baseline does not
     t.equal(sample(m, `model_invalid_inputs_total{${id},reason="${reason}"}`), cases.filter((c) => c.reason === reason).length, reason);
   }
   t.equal(sample(m, `model_feature_missing_total{${id},feature="age"}`), 0, 'nothing of a refused body was recorded');
+});
+
+t.test('serve refuses, at start-up, a model whose inputs cannot take the baseline\'s features', async (t) => {
+  const { dir, baseline } = await mixedModelDir(t);
+  const file = join(dir, 'baseline.json');
+  const cases: { edit: (b: MixedBaseline) => void; problem: string }[] = [
+    {
+      edit: (b) => (b.features[3].name = 'color'),
+      problem: 'it takes one input per feature, named after it, but has no input for color and inputs colour that are no feature (the baseline lists age, rooms, zone, color); rebuild baseline.json with "modelwatch baseline"',
+    },
+    {
+      edit: (b) => (b.features[1].nullable = true),
+      problem: 'its input rooms: int64 [N, 1] cannot carry a missing value (int64 has no NaN), but the baseline allows null for "rooms"; rebuild baseline.json with "modelwatch baseline"',
+    },
+  ];
+  for (const c of cases) {
+    const b = structuredClone(baseline);
+    c.edit(b);
+    await writeFile(file, JSON.stringify(b));
+    await t.rejects(testApp(t, ['--model-dir', dir]), { code: 'MW_ERR_MODEL_SHAPE', message: `model ${join(dir, 'model.onnx')} has an unsupported shape: ${c.problem}` });
+  }
 });

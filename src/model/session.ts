@@ -66,7 +66,7 @@ const isValue = (m: ort.InferenceSession.ValueMetadata) => isFloat(m) && m.isTen
 const isScores = (m: ort.InferenceSession.ValueMetadata) => isFloat(m) && m.isTensor && m.shape.length === 2 && m.shape[1] !== 1;
 
 const INPUT_TYPES: readonly string[] = ['float32', 'float64', 'int64', 'string'];
-const isColumn = (m: ort.InferenceSession.ValueMetadata) => m.isTensor && INPUT_TYPES.includes(m.type) && m.shape.length === 2 && m.shape[1] !== 0 && (typeof m.shape[1] !== 'number' || m.shape[1] === 1);
+const isColumn = (m: ort.InferenceSession.ValueMetadata) => m.isTensor && INPUT_TYPES.includes(m.type) && m.shape.length === 2 && (typeof m.shape[1] !== 'number' || m.shape[1] === 1);
 
 /** An ONNX model: one float or double [N, width] input, or one input per feature; a regression value or a class per row out. */
 export class OnnxModel {
@@ -168,6 +168,8 @@ export class OnnxModel {
     const inputs = session.inputMetadata;
     const [input] = inputs;
     const width = expected.features.length;
+    // One [N, 1] input named after the first of several features is a column model missing the
+    // others, not a matrix of the wrong width: the column layout's message names what is missing.
     if (inputs.length === 1 && input?.isTensor && (input.type === 'float32' || input.type === 'float64') && input.shape.length === 2 && !(width > 1 && input.shape[1] === 1 && input.name === expected.features[0]?.name)) {
       const declaredWidth = input.shape[1];
       if (typeof declaredWidth === 'number' && declaredWidth !== width) {

@@ -9,7 +9,7 @@ export const predictBodyHint = '{"features": [...]} or {"instances": [[...], ...
 export const observeBodyHint = '{"features": [...], "prediction": p} or {"instances": [[...], ...], "predictions": [p, ...]}';
 
 /** A feature's value: a number, a categorical feature's string, or null where it may be missing. */
-export type FeatureValue = number | string | null;
+type FeatureValue = number | string | null;
 export type Row = FeatureValue[] | Record<string, FeatureValue>;
 
 export interface PredictBody {
@@ -30,7 +30,7 @@ export interface ObserveBody extends PredictBody {
 const MAX_EXACT_INTEGER = Number.MAX_SAFE_INTEGER;
 
 /** The JSON schema of one feature's value: strings are never numbers, nor numbers strings. */
-export function valueSchema(spec: FeatureSpec) {
+function valueSchema(spec: FeatureSpec) {
   const bound = spec.json === 'integer' ? MAX_EXACT_INTEGER : FLOAT32_MAX;
   const type = spec.nullable ? [spec.json, 'null'] : spec.json;
   return spec.json === 'string' ? { type } : { type, minimum: -bound, maximum: bound };

@@ -70,7 +70,7 @@ export default async function v2Routes(app: FastifyInstance) {
     versions: [baseline.version],
     platform: model.platform,
     inputs: perFeature
-      ? specs.map((s, f) => ({ name: s.name, datatype: s.json === 'string' ? 'BYTES' : s.json === 'integer' || model.inputTypes?.[f] === 'int64' ? 'INT64' : model.inputTypes?.[f] === 'float64' ? 'FP64' : 'FP32', shape: [-1, 1] }))
+      ? specs.map((s, f) => ({ name: s.name, datatype: s.json === 'string' ? 'BYTES' : s.json === 'integer' ? 'INT64' : model.inputTypes?.[f] === 'float64' ? 'FP64' : 'FP32', shape: [-1, 1] }))
       : [{ name: model.inputName, datatype: 'FP32', shape: [-1, width] }],
     outputs:
       classes === undefined
