@@ -3,7 +3,7 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { requireTokens } from './auth.js';
 import { answerClientError } from './client-errors.js';
 import type { ServeConfig } from './config.js';
-import { loadBaseline } from './model/baseline.js';
+import { isCategorical, loadBaseline } from './model/baseline.js';
 import { inProcess } from './model/model.js';
 import { OnnxModel } from './model/session.js';
 import { UpstreamModel } from './model/upstream.js';
@@ -38,7 +38,7 @@ export async function buildApp(config: ServeConfig, options: AppOptions = {}): P
     config.upstream === ''
       ? inProcess(
           await OnnxModel.load(join(config.modelDir, 'model.onnx'), {
-            width: baseline.features.length,
+            features: baseline.features.map((f) => ({ name: f.name, kind: f.kind ?? 'numeric', values: isCategorical(f) ? f.values : undefined, nullable: f.nullable })),
             task: baseline.task ?? 'regression',
             classes: baseline.task === 'classification' ? baseline.classes : undefined,
             source: 'the baseline',

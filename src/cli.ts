@@ -6,7 +6,7 @@ import { parseTokens } from './auth.js';
 import { listen } from './listeners.js';
 import { decimal, logServiceLinks, parseServeConfig, type ServeConfig } from './config.js';
 import { loadBaseline, type PredictionBounds } from './model/baseline.js';
-import { buildBaseline } from './model/build-baseline.js';
+import { buildBaseline, MAX_DISTINCT_CATEGORIES } from './model/build-baseline.js';
 import { checkFeatureLog, countLogRows, DEFAULT_MIN_Z, waitForLogRows } from './monitor/check-csv.js';
 import { stopOnSignals } from './shutdown.js';
 import { formatSummary, scenarios, simulate, type Scenario } from './simulate.js';
@@ -93,6 +93,7 @@ async function baselineCommand(argv: string[]): Promise<number> {
     data: { type: 'string' }, model: { type: 'string' }, target: { type: 'string' }, 'eval-data': { type: 'string' },
     name: { type: 'string' }, version: { type: 'string' }, bins: { type: 'string' }, out: { type: 'string' }, task: { type: 'string' }, classes: { type: 'string' },
     'prediction-bounds': { type: 'string' }, 'prediction-column': { type: 'string' }, features: { type: 'string' }, ignore: { type: 'string' },
+    'max-categories': { type: 'string' }, nullable: { type: 'string' },
   });
   const task = v.task as string | undefined;
   if (task !== undefined && task !== 'regression' && task !== 'classification') {
@@ -122,6 +123,8 @@ async function baselineCommand(argv: string[]): Promise<number> {
     task,
     classes,
     predictionBounds: boundsOption(v['prediction-bounds'] as string | undefined),
+    maxCategories: numberOption('max-categories', v['max-categories'] as string | undefined, 20, (n) => Number.isInteger(n) && n >= 1 && n <= MAX_DISTINCT_CATEGORIES, `an integer from 1 to ${MAX_DISTINCT_CATEGORIES}`),
+    nullable: listOption('nullable', v.nullable as string | undefined, 1, 'column names', 'age,bmi'),
   });
   await writeFile(v.out as string, `${JSON.stringify(baseline, null, 2)}\n`);
   const summary =

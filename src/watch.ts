@@ -5,6 +5,7 @@ import type { ServeConfig } from './config.js';
 import type { Baseline } from './model/baseline.js';
 import { predictionBounds, predictionBuckets, type PredictionBounds, type RegressionBaseline } from './model/baseline.js';
 import { ConfigInvalidError } from './errors.js';
+import { CategoryCodes, featureSpecs, type FeatureSpec } from './model/feature-input.js';
 import type { Answer, Model } from './model/model.js';
 import { ClassificationMonitor, confidence } from './monitor/classification.js';
 import { FeatureMonitor } from './monitor/features.js';
@@ -21,6 +22,10 @@ export interface Watch {
   readonly config: ServeConfig;
   readonly baseline: Baseline;
   readonly featureNames: readonly string[];
+  /** What a request may send for each feature. */
+  readonly specs: readonly FeatureSpec[];
+  /** Categorical values to the codes the monitor counts. */
+  readonly codes: CategoryCodes;
   readonly model: Model;
   readonly monitor: Monitor;
   readonly metrics: Metrics;
@@ -82,7 +87,7 @@ export function createWatch(config: ServeConfig, baseline: Baseline, model: Mode
   const classes = baseline.task === 'classification' ? baseline.classes.length : 0;
   const { predictions, bounds } = predictionMonitor(config, baseline, model);
   const monitor = new Monitor(new FeatureMonitor(baseline, config.window), predictions);
-  const featureLog = config.csv === '' ? undefined : new FeatureLog(config.csv, baseline.model, baseline.version, featureNames, baseline.task === 'classification' ? baseline.classes : [], log, options.featureLog);
+  const featureLog = config.csv === '' ? undefined : new FeatureLog(config.csv, baseline.model, baseline.version, baseline.features, baseline.task === 'classification' ? baseline.classes : [], log, options.featureLog);
   const noLog = { rowsWritten: 0, rowErrors: 0, rowsLost: 0 };
   const store = new PredictionStore(config.feedbackMaxEntries, config.feedbackTtlSeconds * 1000, options.clock ?? (() => performance.now()));
   const feedback = new Feedback(store, baseline);
@@ -93,6 +98,8 @@ export function createWatch(config: ServeConfig, baseline: Baseline, model: Mode
     config,
     baseline,
     featureNames,
+    specs: featureSpecs(baseline, model.inputTypes),
+    codes: new CategoryCodes(baseline),
     model,
     monitor,
     metrics,

@@ -105,3 +105,38 @@ t.test('a baseline within the tolerances loads', async (t) => {
   await writeFile(file, JSON.stringify(b));
   t.same(await loadBaseline(file), b, 'shares off by 9e-7, no held-out MAE, no quantiles');
 });
+
+/** A categorical feature, as `modelwatch baseline` writes one: 2 categories, __other__ and __unseen__. */
+const colour = { name: 'colour', kind: 'categorical', values: 'string', categories: ['red', 'blue'], other_categories: ['teal'], category_ratios: [0.5, 0.3, 0.15, 0.05], missing_ratio: 0.1, nullable: true };
+
+/** The same, for a categorical feature's fields, put in place of the diabetes model's `sex`. */
+const brokenCategorical: { name: string; edit: (f: Editable) => unknown; problem: string }[] = [
+  { name: 'an unknown kind', edit: (f) => (f.kind = 'ordinal'), problem: 'features[1].kind must be equal to one of the allowed values, got "ordinal"' },
+  { name: 'no categories', edit: (f) => delete f.categories, problem: 'features[1].categories is missing' },
+  { name: 'a value type that is neither', edit: (f) => (f.values = 'float'), problem: 'features[1].values must be equal to one of the allowed values, got "float"' },
+  { name: 'no share for __unseen__', edit: (f) => (f.category_ratios = [0.5, 0.3, 0.2]), problem: "features[1].category_ratios has 3 shares for 2 categories; it needs one per category, then __other__'s and __unseen__'s" },
+  { name: 'a share of 0', edit: (f) => (f.category_ratios = [0.5, 0.3, 0.2, 0]), problem: 'features[1].category_ratios[3] must be > 0, got 0 (a category share of 0 makes PSI infinite)' },
+  { name: 'shares summing to 2', edit: (f) => (f.category_ratios = [0.5, 0.5, 0.5, 0.5]), problem: 'features[1].category_ratios sum to 2, not 1 (within 0.000001): they are shares of the training rows' },
+  { name: 'a pooled value that is a category', edit: (f) => (f.other_categories = ['red']), problem: 'features[1].other_categories repeats category "red"' },
+  { name: 'a reserved name', edit: (f) => (f.categories = ['red', '__unseen__']), problem: 'features[1] names the reserved category __unseen__' },
+  { name: 'integer values that are not', edit: (f) => (f.values = 'integer'), problem: 'features[1].values is "integer" but category "red" is no integer' },
+  { name: 'a missing ratio of 2', edit: (f) => (f.missing_ratio = 2), problem: 'features[1].missing_ratio must be <= 1, got 2' },
+  { name: 'nullable as text', edit: (f) => (f.nullable = 'yes'), problem: 'features[1].nullable must be boolean, got "yes"' },
+];
+
+t.test('a categorical feature loads, and a broken one is refused naming the field', async (t) => {
+  const file = join(await tempDir(t), 'baseline.json');
+  const withColour = () => {
+    const b = structuredClone(diabetesBaseline) as Editable;
+    b.features[1] = structuredClone(colour);
+    return b;
+  };
+  await writeFile(file, JSON.stringify(withColour()));
+  t.same((await loadBaseline(file)).features[1], colour);
+  for (const c of brokenCategorical) {
+    const b = withColour();
+    c.edit(b.features[1]);
+    await writeFile(file, JSON.stringify(b));
+    await t.rejects(loadBaseline(file), { code: 'MW_ERR_BASELINE_INVALID', message: `baseline file ${file} is not usable: ${c.problem}` }, c.name);
+  }
+});

@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
-import type { Baseline } from '../src/model/baseline.js';
+import type { Baseline, NumericFeatureBaseline } from '../src/model/baseline.js';
 import { diabetesDir, runCli, tempDir } from './helpers/cli.js';
 
 const trainCsv = join(diabetesDir, 'train.csv');
@@ -24,7 +24,7 @@ t.test('baseline on train.csv (+ test.csv) reproduces the committed baseline.jso
 });
 
 t.test('committed baseline: binary sex has one edge and two bins; every feature\'s ratios sum to 1', async (t) => {
-  const baseline = JSON.parse(await readFile(committed, 'utf8')) as Baseline;
+  const baseline = JSON.parse(await readFile(committed, 'utf8')) as Omit<Baseline, 'features'> & { features: NumericFeatureBaseline[] };
   t.equal(baseline.rows, 353);
   t.same(baseline.features.map((f) => f.name), ['age', 'sex', 'bmi', 'bp', 's1', 's2', 's3', 's4', 's5', 's6']);
   const sex = baseline.features.find((f) => f.name === 'sex')!;
@@ -57,11 +57,6 @@ t.test('bad CSVs: exit 1, stderr names the file, the line and the column', async
   const dir = await tempDir(t);
   const out = join(dir, 'baseline.json');
   const cases: { name: string; file: () => Promise<string>; target?: string; stderr: (file: string) => string }[] = [
-    {
-      name: 'missing value',
-      file: () => csvWith(dir, 'missing.csv', ['62,2,,101,221,156.4,35,6,4.9972,103,180']),
-      stderr: (file) => `modelwatch baseline: MW_ERR_DATA_INVALID ${file}: line 3, column 3 ("bmi"): missing value\n`,
-    },
     {
       name: 'non-numeric value',
       file: () => csvWith(dir, 'abc.csv', ['62,2,33.9,101,221,156.4,35,6,4.9972,103,180', '50,1,23,90,abc,120,40,4,4.5,90,100']),
@@ -100,6 +95,26 @@ t.test('bad CSVs: exit 1, stderr names the file, the line and the column', async
       await t.rejects(readFile(out), { code: 'ENOENT' }, 'no baseline written');
     });
   }
+});
+
+t.test('an empty feature cell is a missing value: the feature becomes nullable, its share of missing rows recorded', async (t) => {
+  const dir = await tempDir(t);
+  const out = join(dir, 'baseline.json');
+  const file = await csvWith(dir, 'missing.csv', ['62,2,,101,221,156.4,35,6,4.9972,103,180', '50,1,23,90,200,120,40,4,4.5,90,100']);
+  const result = await runCli(baselineArgs(file, out));
+  t.equal(result.code, 0, result.stderr);
+  const { features } = JSON.parse(await readFile(out, 'utf8')) as { features: NumericFeatureBaseline[] };
+  const bmi = features.find((f) => f.name === 'bmi')!;
+  t.equal(bmi.missing_ratio, 1 / 3, 'one of the three rows');
+  t.equal(bmi.nullable, true);
+  t.ok(features.filter((f) => f.name !== 'bmi').every((f) => f.nullable === undefined && f.missing_ratio === undefined), 'the other features are never missing');
+  const nullable = await runCli([...baselineArgs(trainCsv, out), '--nullable', 'bp,s1']);
+  t.equal(nullable.code, 0, nullable.stderr);
+  const flagged = (JSON.parse(await readFile(out, 'utf8')) as { features: NumericFeatureBaseline[] }).features.filter((f) => f.nullable).map((f) => f.name);
+  t.same(flagged, ['bp', 's1'], '--nullable without empty cells');
+  const unknown = await runCli([...baselineArgs(trainCsv, out), '--nullable', 'bp,height']);
+  t.equal(unknown.code, 1);
+  t.equal(unknown.stderr, `modelwatch baseline: MW_ERR_CONFIG_INVALID invalid option --nullable height: names no feature of ${trainCsv}; its features are age, sex, bmi, bp, s1, s2, s3, s4, s5, s6\n`);
 });
 
 t.test('a bad row in --eval-data is named too', async (t) => {

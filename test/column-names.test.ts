@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import type { Baseline } from '../src/model/baseline.js';
+import type { Baseline, NumericFeatureBaseline } from '../src/model/baseline.js';
 import { encodeLinearOnnx } from '../src/model/onnx-linear.js';
 import { mulberry32 } from '../src/random.js';
 import { eventually, predict, sample, scrape, tempDir, testApp } from './helpers/app.js';
@@ -43,8 +43,8 @@ t.test('any column name works in named JSON, V2, the feature log, check-csv and 
   t.equal(v2.statusCode, 200, v2.body);
 
   const m = await scrape(app);
-  t.equal(sample(m, 'model_feature_baseline_mean{model="names",version="1",feature="back\\\\slash"}'), baseline.features[3]!.mean, 'a backslash is escaped in the label');
-  t.equal(sample(m, 'model_feature_baseline_mean{model="names",version="1",feature="温度 °C"}'), baseline.features[2]!.mean, 'unicode as it is');
+  t.equal(sample(m, 'model_feature_baseline_mean{model="names",version="1",feature="back\\\\slash"}'), (baseline.features[3] as NumericFeatureBaseline).mean, 'a backslash is escaped in the label');
+  t.equal(sample(m, 'model_feature_baseline_mean{model="names",version="1",feature="温度 °C"}'), (baseline.features[2] as NumericFeatureBaseline).mean, 'unicode as it is');
   const { code, output } = await promtoolCheckMetrics(`${modelFamilies(m)}\n`);
   t.equal(output, '', 'promtool reads every label');
   t.equal(code, 0);

@@ -5,7 +5,7 @@ import type { Answer } from '../model/model.js';
 import { closingFlag } from './health.js';
 import { quote } from './predict-schema.js';
 import { jsonPredictions, predictAndAnswer, preparePredictionRoutes } from './prediction-path.js';
-import { explainV2Validation, tensorRows, v2BodyHint, v2InferBodySchema, type V2InferBody } from './v2-schema.js';
+import { explainV2Validation, tensorColumns, tensorRows, v2BodyHint, v2InferBodySchema, type V2InferBody } from './v2-schema.js';
 
 const serverVersion = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -50,11 +50,12 @@ const inferResponse = {
  */
 export default async function v2Routes(app: FastifyInstance) {
   const { watch } = app;
-  const { baseline, featureNames, config, model } = watch;
+  const { baseline, featureNames, specs, codes, config, model } = watch;
   const classes = baseline.task === 'classification' ? baseline.classes : undefined;
   const width = featureNames.length;
+  const perFeature = model.tensorPerFeature;
   const closing = closingFlag(app);
-  preparePredictionRoutes(app, { hint: v2BodyHint(width), explain: (error, body) => explainV2Validation(error, body, width), errorText: 'message' });
+  preparePredictionRoutes(app, { hint: v2BodyHint(width), explain: (error, body) => explainV2Validation(error, body, width, perFeature), errorText: 'message' });
 
   const probe = { answersUnderPressure: true };
   // The protocol's health answer is the status alone: 200 for true, 4xx for false, no body.
@@ -68,7 +69,9 @@ export default async function v2Routes(app: FastifyInstance) {
     name: baseline.model,
     versions: [baseline.version],
     platform: model.platform,
-    inputs: [{ name: model.inputName, datatype: 'FP32', shape: [-1, width] }],
+    inputs: perFeature
+      ? specs.map((s, f) => ({ name: s.name, datatype: s.json === 'string' ? 'BYTES' : s.json === 'integer' ? 'INT64' : model.inputTypes?.[f] === 'float64' ? 'FP64' : 'FP32', shape: [-1, 1] }))
+      : [{ name: model.inputName, datatype: 'FP32', shape: [-1, width] }],
     outputs:
       classes === undefined
         ? [{ name: model.outputNames[0]!, datatype: 'FP32', shape: [-1, 1] }]
@@ -99,11 +102,11 @@ export default async function v2Routes(app: FastifyInstance) {
     app.get(`${path}/ready`, { config: probe, onRequest: servedModel }, health(ready));
     app.post<{ Body: V2InferBody }>(
       `${path}/infer`,
-      { onRequest: servedModel, schema: { body: v2InferBodySchema(), response: { 200: inferResponse } } },
+      { onRequest: servedModel, schema: { body: v2InferBodySchema(perFeature ? specs : undefined), response: { 200: inferResponse } } },
       async (request, reply) => {
         const { id, inputs } = request.body;
-        const { values, rows } = tensorRows(inputs[0]!, featureNames, config.maxBatchRows);
-        return predictAndAnswer(watch, reply, values, rows, { protocol: 'v2', body: request.body }, (answer, { requestId }) => ({
+        const { values, rows, categorical } = perFeature ? tensorColumns(inputs, specs, codes, config.maxBatchRows) : { ...tensorRows(inputs[0]!, specs, config.maxBatchRows), categorical: [] };
+        return predictAndAnswer(watch, reply, values, rows, { protocol: 'v2', body: request.body, categorical }, (answer, { requestId }) => ({
           model_name: baseline.model,
           model_version: baseline.version,
           ...(id === undefined ? {} : { id }),

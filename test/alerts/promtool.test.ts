@@ -19,6 +19,7 @@ const CONTRACT_ALERTS = [
   'ModelPredictionOutlierRatioHigh',
   'ModelFeatureOutOfRangeRatioHigh',
   'ModelFeatureDistributionShift',
+  'ModelFeatureMissingRatioHigh',
   'ModelInvalidInputRatioHigh',
   'ModelInferenceLatencyHigh',
   'ModelPredictionErrorHigh',
