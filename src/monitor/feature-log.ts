@@ -2,7 +2,7 @@ import { close, closeSync, fstat, ftruncate, open, openSync, read, readSync, sta
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { FastifyBaseLogger } from 'fastify';
-import { ConfigInvalidError, CsvHeaderMismatchError } from '../errors.js';
+import { ConfigInvalidError, CsvHeaderMismatchError, DataInvalidError } from '../errors.js';
 import { withinFloat32 } from './float32.js';
 import type { FeatureLogCounts } from './metrics.js';
 import { RateLimitedWarn } from './rate-limited-log.js';
@@ -176,7 +176,7 @@ export class FeatureLog implements FeatureLogCounts {
    * prediction mean and, for a classifier, how many rows were predicted as each class (`classes`
    * holds each row's class index; a row of no known class counts in none).
    */
-  append(id: string, features: Float64Array, predictions: ArrayLike<number>, rows: number, classes?: ArrayLike<number>): void {
+  append(id: string, features: Float64Array, predictions: ArrayLike<number>, rows: number, classes?: ArrayLike<number>, tag = this.between): void {
     const width = this.features.length;
     const featureMeans = this.means.fill(0);
     let all = 0;
@@ -203,7 +203,7 @@ export class FeatureLog implements FeatureLogCounts {
       this.stampMs = now;
       this.stamp = new Date(now).toISOString();
     }
-    let line = `${this.stamp},${id}${this.between}${rows},${all / (rows * width)},${predicted === 0 ? '' : predictionSum / predicted}`;
+    let line = `${this.stamp},${id}${tag}${rows},${all / (rows * width)},${predicted === 0 ? '' : predictionSum / predicted}`;
     for (let f = 0; f < width; f++) line += `,${featureMeans[f]}`;
     if (classes) {
       const counts = this.classCounts.fill(0);
@@ -219,6 +219,17 @@ export class FeatureLog implements FeatureLogCounts {
     this.pendingRows++;
     if (this.pending.length >= FLUSH_BYTES) this.flush();
     else this.flushTimer ??= setTimeout(this.flush, FLUSH_MS);
+  }
+
+  /**
+   * The model and version columns of another version's rows, for append: every version served
+   * writes through this one writer, so rows never interleave. Refused when they hold another
+   * number of line breaks, by which whole rows are counted.
+   */
+  tag(model: string, version: string): string {
+    const tag = `,${csvField(model)},${csvField(version)},`;
+    if (tag.split('\n').length !== this.lineEndsPerRow) throw new DataInvalidError(`version ${JSON.stringify(version)}`, 'the feature log counts rows by line breaks; a version name with a line break where the other has none cannot share it');
+    return tag;
   }
 
   /**

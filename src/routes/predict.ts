@@ -42,7 +42,7 @@ export default async function predictRoutes(app: FastifyInstance) {
       const rowsIn = instances ?? [features!];
       const rows = rowsIn.length;
       const sent = { protocol: 'json', body: request.body } as const;
-      return predictAndAnswer(watch, reply, toMatrix(rowsIn, featureNames), rows, sent, (answer, { rowIds }) => {
+      return predictAndAnswer(app.rollout, request, reply, toMatrix(rowsIn, featureNames), rows, sent, (answer, { rowIds }) => {
         if (answer.task === 'regression') {
           return instances ? { ids: rowIds, predictions: jsonPredictions(answer.values) } : { id: rowIds[0], prediction: jsonPrediction(answer.values[0]!) };
         }
