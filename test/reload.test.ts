@@ -59,6 +59,6 @@ t.test('hot reload under a client loop: no request fails, the new version serves
   const refusals = logged.filter((l) => l.msg === 'reload refused: version 2 keeps serving').slice(refusedBefore);
   t.equal(refusals.length, 2);
   t.match((refusals[0]!.err as { message: string }).message, /model file .*model\/model.onnx cannot be loaded: invalid wire type/, 'the log says why: the model does not load');
-  t.match((refusals[1]!.err as { message: string }).message, /^the version in .*model cannot be served beside the primary: its features differ from the primary's at position 1: "years" where the primary has "age"/, 'or the pair does not fit');
+  t.match((refusals[1]!.err as { message: string }).message, /^the model dir .*model is refused: its features differ from the primary's at position 1: "years" where the primary has "age"/, 'or the pair does not fit');
   t.equal((await predict(app, { features: trainRows[0] })).json().prediction, newAnswer);
 });
