@@ -64,6 +64,8 @@ async function serve(argv: string[]): Promise<number> {
   stopOnSignals(app, config.shutdownTimeoutMs);
   // logrotate's postrotate sends SIGHUP: the feature log moves to the path's new file instead of exiting.
   process.on('SIGHUP', () => void app.watch.featureLog?.reopen());
+  // A deployment that swapped the model dir need not wait for the next poll.
+  process.on('SIGUSR2', () => void app.reloader.check());
   await listen(app, config);
   return -1;
 }

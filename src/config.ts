@@ -17,6 +17,11 @@ export const serveOptions = {
   webConfigFile: { type: 'string', default: '', description: 'TLS and basic auth in the Prometheus exporter-toolkit format (tls_server_config, basic_auth_users with bcrypt hashes), for the listener that serves /metrics; empty serves plain HTTP' },
   webConfigAppliesTo: { type: 'string', enum: ['metrics', 'all'], default: 'metrics', description: 'metrics: --web-config-file secures the listener serving /metrics (--metrics-port, or --port without one); all: --port as well' },
   modelDir: { type: 'string', minLength: 1, default: 'models/diabetes', description: 'folder with model.onnx and baseline.json (a sidecar, with --upstream, needs only baseline.json)' },
+  candidateDir: { type: 'string', default: '', description: 'folder with a second version to roll out: model.onnx and baseline.json of the same model name, features and task, another version; empty serves one version' },
+  rollout: { type: 'string', enum: ['shadow', 'canary'], default: 'shadow', description: 'with --candidate-dir: shadow answers every request with the primary and has the candidate predict the same rows off the response path; canary answers --canary-percent of requests with the candidate' },
+  canaryPercent: { type: 'number', minimum: 0, maximum: 100, default: 10, description: 'in canary mode, the share of requests the candidate answers; a request with `x-modelwatch-key` goes by a stable hash of it, one with `x-modelwatch-route: primary|candidate` where it says' },
+  shadowQueue: { type: 'integer', minimum: 1, maximum: 100_000, default: 64, description: 'in shadow mode, requests waiting for the candidate at most; beyond that the candidate\'s work is shed (model_candidate_requests_total{outcome="shed"}), never a client\'s' },
+  reloadIntervalMs: { type: 'integer', minimum: 0, maximum: 3_600_000, default: 5000, description: 'how often the model dirs are checked for a new model.onnx and baseline.json, loaded and swapped in between requests; SIGUSR2 checks at once; 0 checks on SIGUSR2 only' },
   window: { type: 'integer', minimum: 1, maximum: 1_000_000, default: 1000, description: 'rows in the rolling window behind the rolling means' },
   // A default fitted to no model's scale would count a healthy model's predictions as outliers: each model's baseline holds its own.
   predictionMin: { type: 'number', defaultFrom: "the baseline's prediction_bounds.min", description: 'a regression\'s predictions below this are counted as outliers (below_min)' },
@@ -151,6 +156,9 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
   }
   if (config.upstream !== '' && !(URL.canParse(config.upstream) && /^https?:$/.test(new URL(config.upstream).protocol))) {
     throw new ConfigInvalidError(`--upstream / ${envName('upstream')} = ${JSON.stringify(config.upstream)}`, 'expected an http:// or https:// URL such as http://127.0.0.1:9000');
+  }
+  if (config.candidateDir !== '' && config.upstream !== '') {
+    throw new ConfigInvalidError(`--candidate-dir / --upstream`, 'a candidate runs in-process, beside an in-process primary; a sidecar cannot shadow or canary yet');
   }
   return Object.freeze(config);
 }

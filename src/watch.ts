@@ -31,8 +31,12 @@ export interface Watch {
   readonly metrics: Metrics;
   readonly featureLog: FeatureLog | undefined;
   readonly feedback: Feedback;
-  /** Records an accepted prediction of `rows` rows everywhere it belongs, once. */
-  record(features: Float64Array, answer: Answer, rows: number): RecordedIds;
+  /**
+   * Records an accepted prediction of `rows` rows everywhere it belongs, once. `shadowOf`: the
+   * primary's ids for the same rows, which a shadow candidate's rows take so one label reaches both
+   * versions; such a prediction answered no client, so it is no request in model_requests_total.
+   */
+  record(features: Float64Array, answer: Answer, rows: number, shadowOf?: RecordedIds): RecordedIds;
   close(): Promise<void>;
 }
 
@@ -46,6 +50,8 @@ export interface RecordedIds {
 export interface WatchOptions {
   /** Replaces the feature log's file operations or its rotation check period, for fault tests (a disk that fills up). */
   featureLog?: FeatureLogOptions;
+  /** How often a model dir is checked for a new pair (ms); tests shorten it. */
+  reloadIntervalMs?: number;
   /** Where the server's pino log goes (default stdout); tests read it to check what is logged. */
   logStream?: DestinationStream;
   /** The prediction store's clock (monotonic ms); tests move it to age predictions past the TTL. */
@@ -67,10 +73,20 @@ function outlierBounds(config: ServeConfig, baseline: RegressionBaseline): Predi
   return { min, max };
 }
 
-function predictionMonitor(config: ServeConfig, baseline: Baseline, model: Model): { predictions: PredictionMonitor; bounds?: PredictionBounds } {
+/** What a version shares with the others served beside it. */
+export interface VersionContext {
+  /** The app's one CSV writer, which every version appends to under its own version column; undefined with --csv "". */
+  featureLog: FeatureLog | undefined;
+  /** Whether this version exports the log's health counters: only the primary does, so they are counted once. */
+  ownsLog: boolean;
+  /** Bounds of model_prediction_value: by default the baseline's; a candidate takes the primary's, so the two compare bucket by bucket. */
+  predictionBuckets?: readonly number[];
+}
+
+function predictionMonitor(config: ServeConfig, baseline: Baseline, model: Model, buckets?: readonly number[]): { predictions: PredictionMonitor; bounds?: PredictionBounds } {
   if (baseline.task === 'classification') return { predictions: new ClassificationMonitor(baseline, config.window, model.hasProbabilities) };
   const bounds = outlierBounds(config, baseline);
-  return { predictions: new RegressionMonitor(baseline, config.window, predictionBuckets(baseline), bounds.min, bounds.max), bounds };
+  return { predictions: new RegressionMonitor(baseline, config.window, buckets ?? predictionBuckets(baseline), bounds.min, bounds.max), bounds };
 }
 
 /** Per row, what the CSV's prediction_mean averages: the prediction, or a classifier's top-class probability (NaN when it has none). */
@@ -82,16 +98,33 @@ function loggedPredictions(answer: Answer, classes: number, rows: number): Array
   return out;
 }
 
-export function createWatch(config: ServeConfig, baseline: Baseline, model: Model, log: FastifyBaseLogger, options: WatchOptions = {}): Watch {
+/** The app's CSV feature log, opened under the primary's model and version; undefined with --csv "". */
+function newIds(rows: number): RecordedIds {
+  const requestId = randomUUID();
+  // A plain loop rather than Array.from with a callback: this runs for every row of every batch.
+  const rowIds = new Array<string>(rows);
+  if (rows === 1) rowIds[0] = requestId;
+  else for (let r = 0; r < rows; r++) rowIds[r] = `${requestId}.${r}`;
+  return { requestId, rowIds };
+}
+
+export function openFeatureLog(config: ServeConfig, baseline: Baseline, log: FastifyBaseLogger, options: WatchOptions): FeatureLog | undefined {
+  if (config.csv === '') return undefined;
+  return new FeatureLog(config.csv, baseline.model, baseline.version, baseline.features, baseline.task === 'classification' ? baseline.classes : [], log, options.featureLog);
+}
+
+const noLog = { rowsWritten: 0, rowErrors: 0, rowsLost: 0 };
+
+export function createWatch(config: ServeConfig, baseline: Baseline, model: Model, log: FastifyBaseLogger, context: VersionContext, options: WatchOptions = {}): Watch {
   const featureNames = baseline.features.map((f) => f.name);
   const classes = baseline.task === 'classification' ? baseline.classes.length : 0;
-  const { predictions, bounds } = predictionMonitor(config, baseline, model);
+  const { predictions, bounds } = predictionMonitor(config, baseline, model, context.predictionBuckets);
   const monitor = new Monitor(new FeatureMonitor(baseline, config.window), predictions);
-  const featureLog = config.csv === '' ? undefined : new FeatureLog(config.csv, baseline.model, baseline.version, baseline.features, baseline.task === 'classification' ? baseline.classes : [], log, options.featureLog);
-  const noLog = { rowsWritten: 0, rowErrors: 0, rowsLost: 0 };
+  const { featureLog } = context;
+  const logTag = featureLog?.tag(baseline.model, baseline.version);
   const store = new PredictionStore(config.feedbackMaxEntries, config.feedbackTtlSeconds * 1000, options.clock ?? (() => performance.now()));
   const feedback = new Feedback(store, baseline);
-  const metrics = createMetrics(baseline, monitor, featureLog ?? noLog, feedback);
+  const metrics = createMetrics(baseline, monitor, context.ownsLog ? (featureLog ?? noLog) : undefined, feedback);
   const outlierWarn = new RateLimitedWarn(log, config.outlierLogPerMinute);
 
   return {
@@ -105,12 +138,8 @@ export function createWatch(config: ServeConfig, baseline: Baseline, model: Mode
     metrics,
     featureLog,
     feedback,
-    record(features, answer, rows) {
-      const requestId = randomUUID();
-      // A plain loop rather than Array.from with a callback: this runs for every row of every batch.
-      const rowIds = new Array<string>(rows);
-      if (rows === 1) rowIds[0] = requestId;
-      else for (let r = 0; r < rows; r++) rowIds[r] = `${requestId}.${r}`;
+    record(features, answer, rows, shadowOf) {
+      const { requestId, rowIds } = shadowOf ?? newIds(rows);
       const outliers = monitor.record(features, answer, rows);
       if (outliers > 0) {
         if (answer.task === 'regression') {
@@ -119,15 +148,12 @@ export function createWatch(config: ServeConfig, baseline: Baseline, model: Mode
           outlierWarn.warn({ id: requestId, outliers, rows }, 'prediction of a class outside the baseline, or with probabilities that are none');
         }
       }
-      featureLog?.append(requestId, features, loggedPredictions(answer, classes, rows), rows, answer.task === 'classification' ? answer.classes : undefined);
+      featureLog?.append(requestId, features, loggedPredictions(answer, classes, rows), rows, answer.task === 'classification' ? answer.classes : undefined, logTag);
       // What a label is compared with: the predicted value, or the predicted class's index.
       feedback.store.remember(requestId, answer.task === 'regression' ? answer.values : answer.classes, rows);
-      metrics.countRequest('ok');
+      if (!shadowOf) metrics.countRequest('ok');
       return { requestId, rowIds };
     },
-    async close() {
-      await featureLog?.close();
-      await model.close();
-    },
+    close: () => model.close(),
   };
 }

@@ -2,7 +2,7 @@ import { close, closeSync, fstat, ftruncate, open, openSync, read, readSync, sta
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { FastifyBaseLogger } from 'fastify';
-import { ConfigInvalidError, CsvHeaderMismatchError } from '../errors.js';
+import { ConfigInvalidError, CsvHeaderMismatchError, DataInvalidError } from '../errors.js';
 import { isCategorical, type FeatureBaseline } from '../model/baseline.js';
 import { withinFloat32 } from './float32.js';
 import type { FeatureLogCounts } from './metrics.js';
@@ -190,7 +190,7 @@ export class FeatureLog implements FeatureLogCounts {
    * many rows were predicted as each class (`classes` holds each row's class index; a row of no
    * known class counts in none).
    */
-  append(id: string, features: Float64Array, predictions: ArrayLike<number>, rows: number, classes?: ArrayLike<number>): void {
+  append(id: string, features: Float64Array, predictions: ArrayLike<number>, rows: number, classes?: ArrayLike<number>, tag = this.between): void {
     const { width, columns } = this;
     const logged = columns.length;
     const featureMeans = this.means.fill(0);
@@ -226,7 +226,7 @@ export class FeatureLog implements FeatureLogCounts {
       this.stampMs = now;
       this.stamp = new Date(now).toISOString();
     }
-    let line = `${this.stamp},${id}${this.between}${rows},${values === 0 ? '' : all / values},${predicted === 0 ? '' : predictionSum / predicted}`;
+    let line = `${this.stamp},${id}${tag}${rows},${values === 0 ? '' : all / values},${predicted === 0 ? '' : predictionSum / predicted}`;
     for (let f = 0; f < logged; f++) line += present[f] === 0 ? ',' : `,${featureMeans[f]}`;
     if (classes) {
       const counts = this.classCounts.fill(0);
@@ -242,6 +242,17 @@ export class FeatureLog implements FeatureLogCounts {
     this.pendingRows++;
     if (this.pending.length >= FLUSH_BYTES) this.flush();
     else this.flushTimer ??= setTimeout(this.flush, FLUSH_MS);
+  }
+
+  /**
+   * The model and version columns of another version's rows, for append: every version served
+   * writes through this one writer, so rows never interleave. Refused when they hold another
+   * number of line breaks, by which whole rows are counted.
+   */
+  tag(model: string, version: string): string {
+    const tag = `,${csvField(model)},${csvField(version)},`;
+    if (tag.split('\n').length !== this.lineEndsPerRow) throw new DataInvalidError(`version ${JSON.stringify(version)}`, 'the feature log counts rows by line breaks; a version name with a line break where the other has none cannot share it');
+    return tag;
   }
 
   /**

@@ -109,11 +109,79 @@ class ScrapeTimeMetric {
     readonly name: string,
     readonly help: string,
     readonly type: 'gauge' | 'counter' | 'histogram',
-    private readonly samples: () => Sample[],
+    readonly samples: () => Sample[],
   ) {}
 
   get() {
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.samples() };
+  }
+}
+
+/** One version's (or one comparison's) families by name, in the order they are exposed. */
+export type Families = ReadonlyMap<string, ScrapeTimeMetric>;
+
+/**
+ * Registers families on `families` with `id` on every series: what createMetrics builds one
+ * version's families with, and rollout.ts the comparison's.
+ */
+export function familyBuilder(id: Readonly<Labels>) {
+  const families = new Map<string, ScrapeTimeMetric>();
+  const register = (name: string, help: string, type: ScrapeTimeMetric['type'], samples: () => Sample[]) => {
+    families.set(name, new ScrapeTimeMetric(name, help, type, samples));
+  };
+  /** A counter over a closed enum, every value exported from 0 so that rate() sees the first one; returns its increment. */
+  const enumCounter = <V extends string>(name: string, help: string, label: string, values: readonly V[]) => {
+    const counts = new Float64Array(values.length);
+    register(name, help, 'counter', () => values.map((v, i) => ({ labels: { ...id, [label]: v }, value: counts[i]! })));
+    const index = Object.fromEntries(values.map((v, i) => [v, i])) as Record<V, number>;
+    return (v: V) => {
+      counts[index[v]]!++;
+    };
+  };
+  /** Exposition of a histogram kept as per-bucket (not cumulative) counts, the last one +Inf. */
+  const histogram = (name: string, help: string, h: Pick<BucketCounts, 'bounds' | 'counts' | 'sum' | 'count'>, extra: Labels = {}) => {
+    const labels = { ...id, ...extra };
+    register(name, help, 'histogram', () => {
+      let cumulative = 0;
+      const buckets = h.bounds.map((le, b) => {
+        cumulative += h.counts[b]!;
+        return { labels: { ...labels, le }, value: cumulative, metricName: `${name}_bucket` };
+      });
+      return [
+        ...buckets,
+        { labels: { ...labels, le: '+Inf' }, value: h.count, metricName: `${name}_bucket` },
+        { labels, value: h.sum, metricName: `${name}_sum` },
+        { labels, value: h.count, metricName: `${name}_count` },
+      ];
+    });
+  };
+  return { families: families as Families, register, enumCounter, histogram };
+}
+
+/**
+ * The app's one Registry over the families of every version served (and of their comparison).
+ * prom-client refuses a family name registered twice, so each name is registered once, its
+ * samples those of every source in turn; sources() is read at each scrape, so a version swapped
+ * in by a reload is exposed from the next scrape. A single version's exposition is what its own
+ * families alone give, in their order.
+ */
+export class MergedRegistry {
+  readonly registry = new Registry();
+
+  constructor(private readonly sources: () => readonly Families[]) {
+    collectDefaultMetrics({ register: this.registry });
+    this.sync();
+  }
+
+  /** Registers the names no source had before; after a swap, a new version may bring one (a classifier's confidence). */
+  sync(): void {
+    for (const families of this.sources()) {
+      for (const [name, first] of families) {
+        if (this.registry.getSingleMetric(name) !== undefined) continue;
+        const samples = () => this.sources().flatMap((source) => source.get(name)?.samples() ?? []);
+        this.registry.registerMetric(new ScrapeTimeMetric(name, first.help, first.type, samples) as never);
+      }
+    }
   }
 }
 
@@ -125,7 +193,7 @@ export interface FeatureLogCounts {
 }
 
 export interface Metrics {
-  readonly registry: Registry;
+  readonly families: Families;
   countRequest(outcome: RequestOutcome): void;
   countInvalid(reason: InvalidReason): void;
   countFeedbackRejected(reason: FeedbackRejectReason): void;
@@ -134,13 +202,11 @@ export interface Metrics {
   observeInference(seconds: number): void;
 }
 
-export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: FeatureLogCounts, feedback: Feedback): Metrics {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+/** `featureLog`: the CSV log's health counts, exported by the version that owns the log (undefined for the others). */
+export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: FeatureLogCounts | undefined, feedback: Feedback): Metrics {
   const id = { model: baseline.model, version: baseline.version };
   const names = baseline.features.map((f) => f.name);
-  const register = (name: string, help: string, type: ScrapeTimeMetric['type'], samples: () => Sample[]) =>
-    registry.registerMetric(new ScrapeTimeMetric(name, help, type, samples) as never);
+  const { families, register, enumCounter, histogram } = familyBuilder(id);
   const featureLabels = names.map((feature) => ({ ...id, feature }));
   const perFeature = (value: (f: number) => number): Sample[] => {
     const samples: Sample[] = [];
@@ -159,35 +225,8 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
 
   register('model_info', 'Which model and version are served (always 1).', 'gauge', () => [{ labels: id, value: 1 }]);
 
-  /** A counter over a closed enum, every value exported from 0 so that rate() sees the first one; returns its increment. */
-  const enumCounter = <V extends string>(name: string, help: string, label: string, values: readonly V[]) => {
-    const counts = new Float64Array(values.length);
-    register(name, help, 'counter', () => values.map((v, i) => ({ labels: { ...id, [label]: v }, value: counts[i]! })));
-    const index = Object.fromEntries(values.map((v, i) => [v, i])) as Record<V, number>;
-    return (v: V) => {
-      counts[index[v]]!++;
-    };
-  };
   const countRequest = enumCounter('model_requests_total', 'Requests to prediction routes, by outcome.', 'outcome', requestOutcomes);
   const countInvalid = enumCounter('model_invalid_inputs_total', 'Rejected inputs, by reason (closed enum).', 'reason', invalidReasons);
-
-  /** Exposition of a histogram kept as per-bucket (not cumulative) counts, the last one +Inf. */
-  const histogram = (name: string, help: string, h: Pick<BucketCounts, 'bounds' | 'counts' | 'sum' | 'count'>, extra: Labels = {}) => {
-    const labels = { ...id, ...extra };
-    register(name, help, 'histogram', () => {
-      let cumulative = 0;
-      const buckets = h.bounds.map((le, b) => {
-        cumulative += h.counts[b]!;
-        return { labels: { ...labels, le }, value: cumulative, metricName: `${name}_bucket` };
-      });
-      return [
-        ...buckets,
-        { labels: { ...labels, le: '+Inf' }, value: h.count, metricName: `${name}_bucket` },
-        { labels, value: h.sum, metricName: `${name}_sum` },
-        { labels, value: h.count, metricName: `${name}_count` },
-      ];
-    });
-  };
 
   const inference = new BucketCounts([0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]);
   histogram('model_inference_duration_seconds', 'Time inside the model per request, in seconds.', inference);
@@ -245,11 +284,13 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
   const featureSamples = (value: (f: number) => number): Sample[] => featureLabels.map((labels, f) => ({ sharedLabels: labels, value: value(f) }));
   register('model_feature_missing_total', 'Rows where the feature was null (missing).', 'counter', () => featureSamples((f) => features.missing[f]!));
   register('model_feature_baseline_missing_ratio', 'Share of training rows where the feature was missing.', 'gauge', () => featureSamples((f) => baseline.features[f]!.missing_ratio ?? 0));
-  register('model_feature_log_rows_total', 'Rows written to the CSV feature log.', 'counter', () => [{ labels: id, value: featureLog.rowsWritten }]);
-  register('model_feature_log_errors_total', 'Rows the CSV feature log failed to write.', 'counter', () => [{ labels: id, value: featureLog.rowErrors }]);
-  register('model_feature_log_lost_rows_total', 'Rows written to a CSV feature log file that was deleted before the log reopened its path.', 'counter', () => [
-    { labels: id, value: featureLog.rowsLost },
-  ]);
+  if (featureLog) {
+    register('model_feature_log_rows_total', 'Rows written to the CSV feature log.', 'counter', () => [{ labels: id, value: featureLog.rowsWritten }]);
+    register('model_feature_log_errors_total', 'Rows the CSV feature log failed to write.', 'counter', () => [{ labels: id, value: featureLog.rowErrors }]);
+    register('model_feature_log_lost_rows_total', 'Rows written to a CSV feature log file that was deleted before the log reopened its path.', 'counter', () => [
+      { labels: id, value: featureLog.rowsLost },
+    ]);
+  }
 
   register('model_feedback_total', 'Ground-truth labels received, by outcome.', 'counter', () =>
     feedbackOutcomes.map((outcome, i) => ({ labels: { ...id, outcome }, value: feedback.outcomes[i]! })),
@@ -330,7 +371,7 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
   }
 
   return {
-    registry,
+    families,
     countRequest,
     countInvalid,
     countFeedbackRejected,

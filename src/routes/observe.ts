@@ -41,7 +41,8 @@ export default async function observeRoutes(app: FastifyInstance) {
       const answer: Answer = classes
         ? classAnswerFromJson(classes, answers, probabilityList)
         : { task: 'regression', values: Float64Array.from(answers as (number | null)[], (p) => p ?? Number.NaN) };
-      const ids = watch.record(toMatrix(rowsIn, featureNames, codes).values, answer, rowsIn.length);
+      // Another service's model answered: recorded as the primary's, whatever version serves now.
+      const ids = app.watch.record(toMatrix(rowsIn, featureNames, codes).values, answer, rowsIn.length);
       reply.header(ID_HEADER, ids.requestId);
       return instances ? { ids: ids.rowIds } : { id: ids.requestId };
     },

@@ -43,7 +43,7 @@ export default async function predictRoutes(app: FastifyInstance) {
       const rows = rowsIn.length;
       const { values, categorical } = toMatrix(rowsIn, featureNames, codes);
       const sent = { protocol: 'json', body: request.body, categorical } as const;
-      return predictAndAnswer(watch, reply, values, rows, sent, (answer, { rowIds }) => {
+      return predictAndAnswer(app.rollout, request, reply, values, rows, sent, (answer, { rowIds }) => {
         if (answer.task === 'regression') {
           return instances ? { ids: rowIds, predictions: jsonPredictions(answer.values) } : { id: rowIds[0], prediction: jsonPrediction(answer.values[0]!) };
         }
