@@ -21,7 +21,7 @@ const modelDir = values['model-dir']!;
 // Only the names, to lay out named rows: the floor keeps no baseline statistics.
 const names = (JSON.parse(await readFile(join(modelDir, 'baseline.json'), 'utf8')) as { features: { name: string }[] }).features.map((f) => f.name);
 const width = names.length;
-const model = await OnnxModel.load(join(modelDir, 'model.onnx'), { width, source: 'the baseline', fix: 'pass the model dir of a regression model' });
+const model = await OnnxModel.load(join(modelDir, 'model.onnx'), { features: names.map((name) => ({ name })), source: 'the baseline', fix: 'pass the model dir of a regression model' });
 
 const app = Fastify({ logger: { level: 'warn' } });
 app.post<{ Body: { features?: Row; instances?: Row[] } }>('/predict', async (request) => {

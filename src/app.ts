@@ -1,12 +1,12 @@
-import { join } from 'node:path';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { requireTokens } from './auth.js';
 import { answerClientError } from './client-errors.js';
 import type { ServeConfig } from './config.js';
-import { loadBaseline } from './model/baseline.js';
-import { inProcess } from './model/model.js';
-import { OnnxModel } from './model/session.js';
-import { UpstreamModel } from './model/upstream.js';
+import { VersionMismatchError } from './errors.js';
+import { predictionBuckets } from './model/baseline.js';
+import type { FeatureLog } from './monitor/feature-log.js';
+import { candidateProblem, loadVersion, reloadCounter, Reloader, type Version, type WatchFactory } from './reload.js';
+import { Rollout, type Role } from './rollout.js';
 import { serveMetrics } from './listeners.js';
 import { guardAgainstOverload } from './overload.js';
 import { boundJsonDepth } from './routes/json-body.js';
@@ -16,36 +16,40 @@ import observeRoutes from './routes/observe.js';
 import predictRoutes from './routes/predict.js';
 import v2Routes from './routes/v2.js';
 import { httpsOptions, secureServer, webConfigs } from './web-config.js';
-import { createWatch, type Watch, type WatchOptions } from './watch.js';
+import { createWatch, openFeatureLog, type Watch, type WatchOptions } from './watch.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
-    watch: Watch;
+    /** The primary version now: a reload replaces it, so read it per request, never once. */
+    readonly watch: Watch;
+    rollout: Rollout;
+    reloader: Reloader;
   }
 }
 
 export type AppOptions = WatchOptions;
 
+/** The roles whose dirs are served, so watched for reloads. */
+const roles = (config: ServeConfig): Role[] => (config.candidateDir === '' ? ['primary'] : ['primary', 'candidate']);
+
 /**
- * Builds the server without listening (cli.ts listens; tests inject). Loading the baseline and
- * the model, and the warm-up prediction, happen here, so a bad model dir fails before any port opens.
+ * Builds the server without listening (cli.ts listens; tests inject). Loading the baselines and
+ * the models, and the warm-up predictions, happen here, so a bad model dir fails before any port opens.
  */
 export async function buildApp(config: ServeConfig, options: AppOptions = {}): Promise<FastifyInstance> {
   const web = webConfigs(config);
-  const baseline = await loadBaseline(join(config.modelDir, 'baseline.json'));
-  // A sidecar's model runs upstream: only the baseline is read here, and no model.onnx is needed.
-  const model =
-    config.upstream === ''
-      ? inProcess(
-          await OnnxModel.load(join(config.modelDir, 'model.onnx'), {
-            width: baseline.features.length,
-            task: baseline.task ?? 'regression',
-            classes: baseline.task === 'classification' ? baseline.classes : undefined,
-            source: 'the baseline',
-            fix: 'rebuild baseline.json with "modelwatch baseline"',
-          }),
-        )
-      : new UpstreamModel(config, baseline);
+  const loaded = [await loadVersion(config, config.modelDir)];
+  const [primary] = loaded as [Version];
+  try {
+    if (config.candidateDir !== '') {
+      loaded.push(await loadVersion(config, config.candidateDir));
+      const problem = candidateProblem(primary.baseline, loaded[1]!.baseline);
+      if (problem) throw new VersionMismatchError(config.candidateDir, problem);
+    }
+  } catch (err) {
+    await Promise.all(loaded.map((v) => v.model.close()));
+    throw err;
+  }
   const https = httpsOptions(web.main);
   // Typed as the HTTP server it mostly is: routes and hooks do not care which one carries them.
   const app = Fastify({
@@ -59,19 +63,39 @@ export async function buildApp(config: ServeConfig, options: AppOptions = {}): P
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
   }) as unknown as FastifyInstance;
   if (web.main) secureServer(app, web.main);
-  let watch: Watch;
+  let featureLog: FeatureLog | undefined;
+  let rollout: Rollout;
+  const makeWatch: WatchFactory = (role, { baseline, model }, primaryBaseline) =>
+    createWatch(config, baseline, model, app.log, {
+      featureLog,
+      ownsLog: role === 'primary',
+      predictionBuckets: role === 'candidate' && primaryBaseline.task !== 'classification' ? predictionBuckets(primaryBaseline) : undefined,
+    }, options);
+  const reloads = reloadCounter(primary.baseline.model, roles(config));
   try {
-    watch = createWatch(config, baseline, model, app.log, options);
+    featureLog = openFeatureLog(config, primary.baseline, app.log, options);
+    const [primaryWatch, candidateWatch] = loaded.map((version, i) => makeWatch(i === 0 ? 'primary' : 'candidate', version, primary.baseline));
+    rollout = new Rollout(config, primaryWatch!, candidateWatch, app.log, [reloads.families]);
   } catch (err) {
-    await model.close();
+    await Promise.all(loaded.map((v) => v.model.close()));
+    await featureLog?.close();
     throw err;
   }
-  app.decorate('watch', watch);
-  app.addHook('onClose', async () => watch.close());
+  const reloader = new Reloader(config, rollout, makeWatch, reloads.count, app.log);
+  await reloader.start(options.reloadIntervalMs ?? config.reloadIntervalMs);
+  const close = async () => {
+    reloader.stop();
+    await rollout.close();
+    await featureLog?.close();
+  };
+  app.decorate('rollout', rollout);
+  app.decorate('reloader', reloader);
+  app.decorate('watch', { getter: () => rollout.primary });
+  app.addHook('onClose', close);
   try {
     requireTokens(app, config);
   } catch (err) {
-    await watch.close();
+    await close();
     throw err;
   }
   guardAgainstOverload(app, config);

@@ -5,8 +5,8 @@ import { buildApp } from './app.js';
 import { parseTokens } from './auth.js';
 import { listen } from './listeners.js';
 import { decimal, logServiceLinks, parseServeConfig, type ServeConfig } from './config.js';
-import { loadBaseline } from './model/baseline.js';
-import { buildBaseline } from './model/build-baseline.js';
+import { loadBaseline, type PredictionBounds } from './model/baseline.js';
+import { buildBaseline, MAX_DISTINCT_CATEGORIES } from './model/build-baseline.js';
 import { checkFeatureLog, countLogRows, DEFAULT_MIN_Z, waitForLogRows } from './monitor/check-csv.js';
 import { stopOnSignals } from './shutdown.js';
 import { formatSummary, scenarios, simulate, type Scenario } from './simulate.js';
@@ -68,29 +68,59 @@ async function serve(argv: string[]): Promise<number> {
   stopOnSignals(app, config.shutdownTimeoutMs);
   // logrotate's postrotate sends SIGHUP: the feature log moves to the path's new file instead of exiting.
   process.on('SIGHUP', () => void app.watch.featureLog?.reopen());
+  // A deployment that swapped the model dir need not wait for the next poll.
+  process.on('SIGUSR2', () => void app.reloader.check());
   await listen(app, config);
   return -1;
+}
+
+/** A list of names separated by commas, `least` of them at least, none empty or repeated. */
+function listOption(flag: string, value: string | undefined, least: 1 | 2, what: string, example: string): string[] | undefined {
+  if (value === undefined) return undefined;
+  const names = value.split(',');
+  if (names.length < least || names.some((c) => c === '') || new Set(names).size !== names.length) {
+    throw new ConfigInvalidError(`--${flag} = ${JSON.stringify(value)}`, `expected ${least === 1 ? 'one' : 'two'} or more distinct ${what} separated by commas, e.g. --${flag} ${example}`);
+  }
+  return names;
+}
+
+/** `--prediction-bounds lo,hi`: two decimal numbers, the first below the second. */
+function boundsOption(value: string | undefined): PredictionBounds | undefined {
+  if (value === undefined) return undefined;
+  const [min, max, ...rest] = value.split(',').map(decimal);
+  if (min === undefined || max === undefined || rest.length > 0 || !(min < max)) {
+    throw new ConfigInvalidError(`--prediction-bounds = ${JSON.stringify(value)}`, 'expected two numbers lo,hi with lo below hi, e.g. --prediction-bounds 0,1000');
+  }
+  return { min, max };
 }
 
 async function baselineCommand(argv: string[]): Promise<number> {
   const v = parse('baseline', argv, {
     data: { type: 'string' }, model: { type: 'string' }, target: { type: 'string' }, 'eval-data': { type: 'string' },
     name: { type: 'string' }, version: { type: 'string' }, bins: { type: 'string' }, out: { type: 'string' }, task: { type: 'string' }, classes: { type: 'string' },
+    'prediction-bounds': { type: 'string' }, 'prediction-column': { type: 'string' }, features: { type: 'string' }, ignore: { type: 'string' },
+    'max-categories': { type: 'string' }, nullable: { type: 'string' },
   });
   const task = v.task as string | undefined;
   if (task !== undefined && task !== 'regression' && task !== 'classification') {
     throw new ConfigInvalidError(`--task = ${JSON.stringify(task)}`, 'expected regression or classification (by default, what the model\'s outputs show)');
   }
-  const classes = v.classes === undefined ? undefined : (v.classes as string).split(',');
-  if (classes && (classes.length < 2 || classes.some((c) => c === '') || new Set(classes).size !== classes.length)) {
-    throw new ConfigInvalidError(`--classes = ${JSON.stringify(v.classes)}`, 'expected two or more distinct class names separated by commas, e.g. --classes setosa,versicolor,virginica');
-  }
-  for (const required of ['data', 'model', 'out']) {
+  const classes = listOption('classes', v.classes as string | undefined, 2, 'class names', 'setosa,versicolor,virginica');
+  const features = listOption('features', v.features as string | undefined, 1, 'column names', 'age,bmi,bp');
+  const ignore = listOption('ignore', v.ignore as string | undefined, 1, 'column names', 'id,ts');
+  if (features && ignore) throw new ConfigInvalidError('--features / --ignore', 'give one: --features lists the feature columns, --ignore the columns that are none');
+  for (const required of ['data', 'out']) {
     if (typeof v[required] !== 'string') throw new ConfigInvalidError(`--${required}`, `is required\n${usageOf('baseline')}`);
+  }
+  if ((v.model === undefined) === (v['prediction-column'] === undefined)) {
+    throw new ConfigInvalidError('--model / --prediction-column', `give one: --model runs the ONNX model on every row, --prediction-column reads each row's prediction from the CSV (a model served elsewhere)\n${usageOf('baseline')}`);
   }
   const baseline = await buildBaseline({
     data: v.data as string,
-    modelFile: v.model as string,
+    modelFile: v.model as string | undefined,
+    predictionColumn: v['prediction-column'] as string | undefined,
+    features,
+    ignore,
     target: v.target as string | undefined,
     evalData: v['eval-data'] as string | undefined,
     name: v.name as string | undefined,
@@ -98,6 +128,9 @@ async function baselineCommand(argv: string[]): Promise<number> {
     bins: numberOption('bins', v.bins as string | undefined, 10, (n) => Number.isInteger(n) && n >= 2 && n <= 100, 'an integer from 2 to 100'),
     task,
     classes,
+    predictionBounds: boundsOption(v['prediction-bounds'] as string | undefined),
+    maxCategories: numberOption('max-categories', v['max-categories'] as string | undefined, 20, (n) => Number.isInteger(n) && n >= 1 && n <= MAX_DISTINCT_CATEGORIES, `an integer from 1 to ${MAX_DISTINCT_CATEGORIES}`),
+    nullable: listOption('nullable', v.nullable as string | undefined, 1, 'column names', 'age,bmi'),
   });
   await writeFile(v.out as string, `${JSON.stringify(baseline, null, 2)}\n`);
   const summary =

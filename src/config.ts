@@ -17,9 +17,15 @@ export const serveOptions = {
   webConfigFile: { type: 'string', default: '', description: 'TLS and basic auth in the Prometheus exporter-toolkit format (tls_server_config, basic_auth_users with bcrypt hashes), for the listener that serves /metrics; empty serves plain HTTP' },
   webConfigAppliesTo: { type: 'string', enum: ['metrics', 'all'], default: 'metrics', description: 'metrics: --web-config-file secures the listener serving /metrics (--metrics-port, or --port without one); all: --port as well' },
   modelDir: { type: 'string', minLength: 1, default: 'models/diabetes', description: 'folder with model.onnx and baseline.json (a sidecar, with --upstream, needs only baseline.json)' },
+  candidateDir: { type: 'string', default: '', description: 'folder with a second version to roll out: model.onnx and baseline.json of the same model name, features and task, another version; empty serves one version' },
+  rollout: { type: 'string', enum: ['shadow', 'canary'], default: 'shadow', description: 'with --candidate-dir: shadow answers every request with the primary and has the candidate predict the same rows off the response path; canary answers --canary-percent of requests with the candidate' },
+  canaryPercent: { type: 'number', minimum: 0, maximum: 100, default: 10, description: 'in canary mode, the share of requests the candidate answers; a request with `x-modelwatch-key` goes by a stable hash of it, one with `x-modelwatch-route: primary|candidate` where it says' },
+  shadowQueue: { type: 'integer', minimum: 1, maximum: 100_000, default: 64, description: 'in shadow mode, requests waiting for the candidate at most; beyond that the candidate\'s work is shed (model_candidate_requests_total{outcome="shed"}), never a client\'s' },
+  reloadIntervalMs: { type: 'integer', minimum: 0, maximum: 3_600_000, default: 5000, description: 'how often the model dirs are checked for a new model.onnx and baseline.json, loaded and swapped in between requests; SIGUSR2 checks at once; 0 checks on SIGUSR2 only' },
   window: { type: 'integer', minimum: 1, maximum: 1_000_000, default: 1000, description: 'rows in the rolling window behind the rolling means' },
-  predictionMin: { type: 'number', default: 0, description: 'predictions below this are counted as outliers (below_min)' },
-  predictionMax: { type: 'number', default: 1000, description: 'predictions above this are counted as outliers (above_max)' },
+  // A default fitted to no model's scale would count a healthy model's predictions as outliers: each model's baseline holds its own.
+  predictionMin: { type: 'number', defaultFrom: "the baseline's prediction_bounds.min", description: 'a regression\'s predictions below this are counted as outliers (below_min)' },
+  predictionMax: { type: 'number', defaultFrom: "the baseline's prediction_bounds.max", description: 'a regression\'s predictions above this are counted as outliers (above_max)' },
   csv: { type: 'string', default: 'feature_log.csv', description: 'feature log path; empty string turns the log off' },
   maxBatchRows: { type: 'integer', minimum: 1, maximum: 100_000, default: 1024, description: 'most rows accepted in one request' },
   upstream: { type: 'string', default: '', description: 'sidecar mode: the model server to forward predictions to, e.g. http://127.0.0.1:9000; empty runs model.onnx in-process' },
@@ -40,7 +46,9 @@ export const serveOptions = {
 
 type OptionSpec = (typeof serveOptions)[keyof typeof serveOptions];
 type ValueOf<S> = S extends { type: 'integer' | 'number' } ? number : S extends { enum: readonly (infer E)[] } ? E : string;
-export type ServeConfig = Readonly<{ -readonly [K in keyof typeof serveOptions]: ValueOf<(typeof serveOptions)[K]> }>;
+/** An option with `defaultFrom` instead of a default is undefined when unset: its default is resolved where what it names is known. */
+type SetOrNot<S> = S extends { default: unknown } ? ValueOf<S> : ValueOf<S> | undefined;
+export type ServeConfig = Readonly<{ -readonly [K in keyof typeof serveOptions]: SetOrNot<(typeof serveOptions)[K]> }>;
 export type OptionName = keyof typeof serveOptions;
 
 export const flagName = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -63,7 +71,7 @@ const validateServe = new Ajv({ allErrors: true, useDefaults: true, strict: true
   additionalProperties: false,
   properties: Object.fromEntries(
     optionKeys.map((key) => {
-      const { description: _unused, ...schema } = serveOptions[key] as OptionSpec & { description: string };
+      const { description: _unused, defaultFrom: _unset, ...schema } = serveOptions[key] as OptionSpec & { description: string; defaultFrom?: string };
       return [key, schema];
     }),
   ),
@@ -132,11 +140,12 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     const [first] = validateServe.errors ?? [];
     const key = (first?.instancePath.slice(1) ?? '') as OptionName;
     const where = key in serveOptions ? `--${flagName(key)} / ${envName(key)} = ${JSON.stringify(raw[key])}` : '(options)';
-    const allowed = key in serveOptions ? `; default is ${JSON.stringify(serveOptions[key].default)}` : '';
+    const allowed = key in serveOptions ? `; default is ${defaultText(key)}` : '';
     throw new ConfigInvalidError(where, `${first?.message ?? 'invalid'}${allowed}`);
   }
   const config = raw as ServeConfig;
-  if (!(config.predictionMin < config.predictionMax)) {
+  // With one of them unset, the baseline's bound is checked against the other in createWatch.
+  if (config.predictionMin !== undefined && config.predictionMax !== undefined && !(config.predictionMin < config.predictionMax)) {
     throw new ConfigInvalidError(
       `--prediction-min ${config.predictionMin} / --prediction-max ${config.predictionMax}`,
       'the minimum must be below the maximum',
@@ -148,14 +157,22 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
   if (config.upstream !== '' && !(URL.canParse(config.upstream) && /^https?:$/.test(new URL(config.upstream).protocol))) {
     throw new ConfigInvalidError(`--upstream / ${envName('upstream')} = ${JSON.stringify(config.upstream)}`, 'expected an http:// or https:// URL such as http://127.0.0.1:9000');
   }
+  if (config.candidateDir !== '' && config.upstream !== '') {
+    throw new ConfigInvalidError(`--candidate-dir / --upstream`, 'a candidate runs in-process, beside an in-process primary; a sidecar cannot shadow or canary yet');
+  }
   return Object.freeze(config);
 }
+
+const defaultText = (key: OptionName): string => {
+  const spec = serveOptions[key];
+  return 'default' in spec ? JSON.stringify(spec.default) : spec.defaultFrom;
+};
 
 /** The options table of `modelwatch serve --help` and of the README. */
 export function optionsTable(): string {
   const rows = optionKeys.map((key) => {
     const spec = serveOptions[key];
-    return `| \`--${flagName(key)}\` | \`${envName(key)}\` | \`${JSON.stringify(spec.default)}\` | ${spec.description} |`;
+    return `| \`--${flagName(key)}\` | \`${envName(key)}\` | ${'default' in spec ? `\`${defaultText(key)}\`` : defaultText(key)} | ${spec.description} |`;
   });
   return ['| flag | environment variable | default | meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }

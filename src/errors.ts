@@ -15,6 +15,7 @@ export const BaselineInvalidError = createError('MW_ERR_BASELINE_INVALID', 'base
 export const CsvHeaderMismatchError = createError('MW_ERR_CSV_HEADER_MISMATCH', 'feature log %s has another header: %s', 500);
 // Three values and the options with the cause: more than the three arguments @fastify/error types by default.
 export const WebConfigInvalidError = createError<'MW_ERR_WEB_CONFIG_INVALID', 500, [file: string, field: string, problem: string, options?: { cause: unknown }]>('MW_ERR_WEB_CONFIG_INVALID', 'web config file %s, field %s: %s', 500);
+export const VersionMismatchError = createError('MW_ERR_VERSION_MISMATCH', 'the model dir %s is refused: %s', 500);
 export const DataInvalidError = createError('MW_ERR_DATA_INVALID', '%s: %s', 500);
 // modelwatch stack: the installed Prometheus or Alertmanager is missing or did not start.
 export const StackBinaryMissingError = createError('MW_ERR_STACK_BINARY_MISSING', '%s', 500);

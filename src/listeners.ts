@@ -35,7 +35,8 @@ export async function serveMetrics(app: FastifyInstance, config: Pick<ServeConfi
     forceCloseConnections: true,
   }) as unknown as FastifyInstance;
   if (web) secureServer(metrics, web);
-  metrics.decorate('watch', app.watch);
+  metrics.decorate('watch', { getter: () => app.watch });
+  metrics.decorate('rollout', app.rollout);
   await metrics.register(healthRoutes);
   await metrics.register(metricsRoutes);
   app.decorate('metricsListener', metrics);

@@ -54,7 +54,7 @@ type Answered = number | string | null;
 
 /** The feature rows of a CSV and, when it has the `target` column, each row's target (a classifier's class names are kept as text). */
 export async function loadRows(file: string, target: string): Promise<{ names: string[]; rows: number[][]; targets: Target[] | undefined }> {
-  const { columns, rows } = await readNumericCsv(file, target);
+  const { columns, rows } = await readNumericCsv(file, { text: [target] });
   const keep = columns.map((_, i) => i).filter((i) => columns[i] !== target);
   const targetColumn = columns.indexOf(target);
   const out: number[][] = [];

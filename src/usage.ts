@@ -5,9 +5,11 @@ const env = 'MODELWATCH_CSV, MODELWATCH_MODEL_DIR, MODELWATCH_HOST, MODELWATCH_P
 
 export const commandUsage = {
   serve: `  modelwatch serve [options]            run the server; every option is also a MODELWATCH_ variable`,
-  baseline: `  modelwatch baseline --data FILE.csv --model model.onnx [--target COLUMN] [--eval-data FILE.csv]
-                      [--name NAME] [--version V] [--bins 10] [--task regression|classification]
-                      [--classes a,b,c] --out baseline.json`,
+  baseline: `  modelwatch baseline --data FILE.csv (--model model.onnx | --prediction-column COLUMN) [--target COLUMN]
+                      [--eval-data FILE.csv] [--name NAME] [--version V] [--bins 10]
+                      [--task regression|classification] [--classes a,b,c]
+                      [--features a,b,c | --ignore id,ts] [--prediction-bounds lo,hi]
+                      [--max-categories 20] [--nullable a,b] --out baseline.json`,
   'check-csv': `  modelwatch check-csv [--file feature_log.csv (env)] [--model-dir models/diabetes (env)] [--last 10]
                       [--threshold 0.2] [--min-z 3] [--fail-on-drift]`,
   simulate: `  modelwatch simulate [--url http://127.0.0.1:8080 (env)] [--requests 10] [--drift 0.3] [--features bmi,bp]

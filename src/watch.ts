@@ -3,7 +3,9 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { DestinationStream } from 'pino';
 import type { ServeConfig } from './config.js';
 import type { Baseline } from './model/baseline.js';
-import { predictionBuckets } from './model/baseline.js';
+import { predictionBounds, predictionBuckets, type PredictionBounds, type RegressionBaseline } from './model/baseline.js';
+import { ConfigInvalidError } from './errors.js';
+import { CategoryCodes, featureSpecs, type FeatureSpec } from './model/feature-input.js';
 import type { Answer, Model } from './model/model.js';
 import { ClassificationMonitor, confidence } from './monitor/classification.js';
 import { FeatureMonitor } from './monitor/features.js';
@@ -20,13 +22,21 @@ export interface Watch {
   readonly config: ServeConfig;
   readonly baseline: Baseline;
   readonly featureNames: readonly string[];
+  /** What a request may send for each feature. */
+  readonly specs: readonly FeatureSpec[];
+  /** Categorical values to the codes the monitor counts. */
+  readonly codes: CategoryCodes;
   readonly model: Model;
   readonly monitor: Monitor;
   readonly metrics: Metrics;
   readonly featureLog: FeatureLog | undefined;
   readonly feedback: Feedback;
-  /** Records an accepted prediction of `rows` rows everywhere it belongs, once. */
-  record(features: Float64Array, answer: Answer, rows: number): RecordedIds;
+  /**
+   * Records an accepted prediction of `rows` rows everywhere it belongs, once. `shadowOf`: the
+   * primary's ids for the same rows, which a shadow candidate's rows take so one label reaches both
+   * versions; such a prediction answered no client, so it is no request in model_requests_total.
+   */
+  record(features: Float64Array, answer: Answer, rows: number, shadowOf?: RecordedIds): RecordedIds;
   close(): Promise<void>;
 }
 
@@ -40,15 +50,43 @@ export interface RecordedIds {
 export interface WatchOptions {
   /** Replaces the feature log's file operations or its rotation check period, for fault tests (a disk that fills up). */
   featureLog?: FeatureLogOptions;
+  /** How often a model dir is checked for a new pair (ms); tests shorten it. */
+  reloadIntervalMs?: number;
   /** Where the server's pino log goes (default stdout); tests read it to check what is logged. */
   logStream?: DestinationStream;
   /** The prediction store's clock (monotonic ms); tests move it to age predictions past the TTL. */
   clock?: Clock;
 }
 
-function predictionMonitor(config: ServeConfig, baseline: Baseline, model: Model): PredictionMonitor {
-  if (baseline.task === 'classification') return new ClassificationMonitor(baseline, config.window, model.hasProbabilities);
-  return new RegressionMonitor(baseline, config.window, predictionBuckets(baseline), config.predictionMin, config.predictionMax);
+/** --prediction-min and --prediction-max, each by default the baseline's bound. */
+function outlierBounds(config: ServeConfig, baseline: RegressionBaseline): PredictionBounds {
+  const fromBaseline = predictionBounds(baseline);
+  const min = config.predictionMin ?? fromBaseline?.min;
+  const max = config.predictionMax ?? fromBaseline?.max;
+  if (min === undefined || max === undefined) {
+    throw new ConfigInvalidError('--prediction-min / --prediction-max', `are required: the baseline has no prediction_bounds and its training predictions are all ${baseline.prediction.min}; rebuild it with "modelwatch baseline --prediction-bounds lo,hi" or set both flags`);
+  }
+  if (!(min < max)) {
+    const source = (bound: 'min' | 'max', flag: number | undefined) => (flag === undefined ? `the baseline's prediction_bounds.${bound}` : `--prediction-${bound}`);
+    throw new ConfigInvalidError(`${source('min', config.predictionMin)} ${min} / ${source('max', config.predictionMax)} ${max}`, 'the minimum must be below the maximum');
+  }
+  return { min, max };
+}
+
+/** What a version shares with the others served beside it. */
+export interface VersionContext {
+  /** The app's one CSV writer, which every version appends to under its own version column; undefined with --csv "". */
+  featureLog: FeatureLog | undefined;
+  /** Whether this version exports the log's health counters: only the primary does, so they are counted once. */
+  ownsLog: boolean;
+  /** Bounds of model_prediction_value: by default the baseline's; a candidate takes the primary's, so the two compare bucket by bucket. */
+  predictionBuckets?: readonly number[];
+}
+
+function predictionMonitor(config: ServeConfig, baseline: Baseline, model: Model, buckets?: readonly number[]): { predictions: PredictionMonitor; bounds?: PredictionBounds } {
+  if (baseline.task === 'classification') return { predictions: new ClassificationMonitor(baseline, config.window, model.hasProbabilities) };
+  const bounds = outlierBounds(config, baseline);
+  return { predictions: new RegressionMonitor(baseline, config.window, buckets ?? predictionBuckets(baseline), bounds.min, bounds.max), bounds };
 }
 
 /** Per row, what the CSV's prediction_mean averages: the prediction, or a classifier's top-class probability (NaN when it has none). */
@@ -60,49 +98,62 @@ function loggedPredictions(answer: Answer, classes: number, rows: number): Array
   return out;
 }
 
-export function createWatch(config: ServeConfig, baseline: Baseline, model: Model, log: FastifyBaseLogger, options: WatchOptions = {}): Watch {
+/** The app's CSV feature log, opened under the primary's model and version; undefined with --csv "". */
+function newIds(rows: number): RecordedIds {
+  const requestId = randomUUID();
+  // A plain loop rather than Array.from with a callback: this runs for every row of every batch.
+  const rowIds = new Array<string>(rows);
+  if (rows === 1) rowIds[0] = requestId;
+  else for (let r = 0; r < rows; r++) rowIds[r] = `${requestId}.${r}`;
+  return { requestId, rowIds };
+}
+
+export function openFeatureLog(config: ServeConfig, baseline: Baseline, log: FastifyBaseLogger, options: WatchOptions): FeatureLog | undefined {
+  if (config.csv === '') return undefined;
+  return new FeatureLog(config.csv, baseline.model, baseline.version, baseline.features, baseline.task === 'classification' ? baseline.classes : [], log, options.featureLog);
+}
+
+const noLog = { rowsWritten: 0, rowErrors: 0, rowsLost: 0 };
+
+export function createWatch(config: ServeConfig, baseline: Baseline, model: Model, log: FastifyBaseLogger, context: VersionContext, options: WatchOptions = {}): Watch {
   const featureNames = baseline.features.map((f) => f.name);
   const classes = baseline.task === 'classification' ? baseline.classes.length : 0;
-  const monitor = new Monitor(new FeatureMonitor(baseline, config.window), predictionMonitor(config, baseline, model));
-  const featureLog = config.csv === '' ? undefined : new FeatureLog(config.csv, baseline.model, baseline.version, featureNames, baseline.task === 'classification' ? baseline.classes : [], log, options.featureLog);
-  const noLog = { rowsWritten: 0, rowErrors: 0, rowsLost: 0 };
+  const { predictions, bounds } = predictionMonitor(config, baseline, model, context.predictionBuckets);
+  const monitor = new Monitor(new FeatureMonitor(baseline, config.window), predictions);
+  const { featureLog } = context;
+  const logTag = featureLog?.tag(baseline.model, baseline.version);
   const store = new PredictionStore(config.feedbackMaxEntries, config.feedbackTtlSeconds * 1000, options.clock ?? (() => performance.now()));
   const feedback = new Feedback(store, baseline);
-  const metrics = createMetrics(baseline, monitor, featureLog ?? noLog, feedback);
+  const metrics = createMetrics(baseline, monitor, context.ownsLog ? (featureLog ?? noLog) : undefined, feedback);
   const outlierWarn = new RateLimitedWarn(log, config.outlierLogPerMinute);
 
   return {
     config,
     baseline,
     featureNames,
+    specs: featureSpecs(baseline, model.inputTypes),
+    codes: new CategoryCodes(baseline),
     model,
     monitor,
     metrics,
     featureLog,
     feedback,
-    record(features, answer, rows) {
-      const requestId = randomUUID();
-      // A plain loop rather than Array.from with a callback: this runs for every row of every batch.
-      const rowIds = new Array<string>(rows);
-      if (rows === 1) rowIds[0] = requestId;
-      else for (let r = 0; r < rows; r++) rowIds[r] = `${requestId}.${r}`;
+    record(features, answer, rows, shadowOf) {
+      const { requestId, rowIds } = shadowOf ?? newIds(rows);
       const outliers = monitor.record(features, answer, rows);
       if (outliers > 0) {
         if (answer.task === 'regression') {
-          outlierWarn.warn({ id: requestId, outliers, rows, min: config.predictionMin, max: config.predictionMax }, 'prediction outside the configured bounds');
+          outlierWarn.warn({ id: requestId, outliers, rows, ...bounds }, 'prediction outside the configured bounds');
         } else {
           outlierWarn.warn({ id: requestId, outliers, rows }, 'prediction of a class outside the baseline, or with probabilities that are none');
         }
       }
-      featureLog?.append(requestId, features, loggedPredictions(answer, classes, rows), rows, answer.task === 'classification' ? answer.classes : undefined);
+      featureLog?.append(requestId, features, loggedPredictions(answer, classes, rows), rows, answer.task === 'classification' ? answer.classes : undefined, logTag);
       // What a label is compared with: the predicted value, or the predicted class's index.
       feedback.store.remember(requestId, answer.task === 'regression' ? answer.values : answer.classes, rows);
-      metrics.countRequest('ok');
+      if (!shadowOf) metrics.countRequest('ok');
       return { requestId, rowIds };
     },
-    async close() {
-      await featureLog?.close();
-      await model.close();
-    },
+    close: () => model.close(),
   };
 }

@@ -38,11 +38,17 @@ const broken: { name: string; edit?: (b: Editable) => unknown; whole?: unknown; 
   { name: 'a mean of 1e400', edit: (b) => (b.features[3].mean = 'RAW'), raw: '1e400', problem: 'features[3].mean must be number, got Infinity' },
   { name: 'a negative stddev', edit: (b) => (b.features[0].stddev = -1), problem: 'features[0].stddev must be >= 0, got -1' },
   { name: 'min above max', edit: (b) => Object.assign(b.features[2], { min: 5, max: 4 }), problem: 'features[2].min 5 is above features[2].max 4' },
+  { name: 'an empty name', edit: (b) => (b.features[6].name = ''), problem: 'features[6].name "" is empty' },
+  { name: 'a name padded with spaces', edit: (b) => (b.features[6].name = ' bp'), problem: 'features[6].name " bp" starts or ends with white space, which CSV readers trim away' },
+  { name: 'a name with a line break', edit: (b) => (b.features[6].name = 'blood\npressure'), problem: 'features[6].name "blood\\npressure" holds a control character, which no query or legend shows' },
   {
-    name: 'a name that is no identifier',
-    edit: (b) => (b.features[6].name = 'blood pressure'),
-    problem: 'features[6].name must match pattern "^[A-Za-z_][A-Za-z0-9_]*$", got "blood pressure" (an identifier: it names CSV columns)',
+    name: 'a name with a double quote',
+    edit: (b) => (b.features[6].name = 'bp "mmHg"'),
+    problem: 'features[6].name "bp \\"mmHg\\"" holds a double quote, which Grafana writes unescaped into the dashboard\'s queries (feature=~"$feature")',
   },
+  { name: 'the name __proto__', edit: (b) => (b.features[6].name = '__proto__'), problem: 'features[6].name "__proto__" is refused as a JSON key by the server (a guard against prototype poisoning), so no named row could hold it' },
+  { name: 'the name prediction', edit: (b) => (b.features[6].name = 'prediction'), problem: "features[6].name \"prediction\" would make the feature log's column prediction_mean, which is already the mean prediction" },
+  { name: 'the name feature', edit: (b) => (b.features[6].name = 'feature'), problem: "features[6].name \"feature\" would make the feature log's column feature_mean, which is already the overall feature mean" },
   { name: 'a repeated name', edit: (b) => (b.features[5].name = 'age'), problem: 'features[5].name "age" is repeated' },
   { name: 'bin_edges descending', edit: (b) => b.features[0].bin_edges.reverse(), problem: 'features[0].bin_edges must be strictly ascending' },
   { name: 'an empty training bin', edit: (b) => (b.features[2].bin_ratios[3] = 0), problem: 'features[2].bin_ratios[3] must be > 0, got 0 (an empty training bin makes PSI infinite)' },
@@ -98,4 +104,39 @@ t.test('a baseline within the tolerances loads', async (t) => {
   b.prediction.quantiles = {};
   await writeFile(file, JSON.stringify(b));
   t.same(await loadBaseline(file), b, 'shares off by 9e-7, no held-out MAE, no quantiles');
+});
+
+/** A categorical feature, as `modelwatch baseline` writes one: 2 categories, __other__ and __unseen__. */
+const colour = { name: 'colour', kind: 'categorical', values: 'string', categories: ['red', 'blue'], other_categories: ['teal'], category_ratios: [0.5, 0.3, 0.15, 0.05], missing_ratio: 0.1, nullable: true };
+
+/** The same, for a categorical feature's fields, put in place of the diabetes model's `sex`. */
+const brokenCategorical: { name: string; edit: (f: Editable) => unknown; problem: string }[] = [
+  { name: 'an unknown kind', edit: (f) => (f.kind = 'ordinal'), problem: 'features[1].kind must be equal to one of the allowed values, got "ordinal"' },
+  { name: 'no categories', edit: (f) => delete f.categories, problem: 'features[1].categories is missing' },
+  { name: 'a value type that is neither', edit: (f) => (f.values = 'float'), problem: 'features[1].values must be equal to one of the allowed values, got "float"' },
+  { name: 'no share for __unseen__', edit: (f) => (f.category_ratios = [0.5, 0.3, 0.2]), problem: "features[1].category_ratios has 3 shares for 2 categories; it needs one per category, then __other__'s and __unseen__'s" },
+  { name: 'a share of 0', edit: (f) => (f.category_ratios = [0.5, 0.3, 0.2, 0]), problem: 'features[1].category_ratios[3] must be > 0, got 0 (a category share of 0 makes PSI infinite)' },
+  { name: 'shares summing to 2', edit: (f) => (f.category_ratios = [0.5, 0.5, 0.5, 0.5]), problem: 'features[1].category_ratios sum to 2, not 1 (within 0.000001): they are shares of the training rows' },
+  { name: 'a pooled value that is a category', edit: (f) => (f.other_categories = ['red']), problem: 'features[1].other_categories repeats category "red"' },
+  { name: 'a reserved name', edit: (f) => (f.categories = ['red', '__unseen__']), problem: 'features[1] names the reserved category __unseen__' },
+  { name: 'integer values that are not', edit: (f) => (f.values = 'integer'), problem: 'features[1].values is "integer" but category "red" is no integer' },
+  { name: 'a missing ratio of 2', edit: (f) => (f.missing_ratio = 2), problem: 'features[1].missing_ratio must be <= 1, got 2' },
+  { name: 'nullable as text', edit: (f) => (f.nullable = 'yes'), problem: 'features[1].nullable must be boolean, got "yes"' },
+];
+
+t.test('a categorical feature loads, and a broken one is refused naming the field', async (t) => {
+  const file = join(await tempDir(t), 'baseline.json');
+  const withColour = () => {
+    const b = structuredClone(diabetesBaseline) as Editable;
+    b.features[1] = structuredClone(colour);
+    return b;
+  };
+  await writeFile(file, JSON.stringify(withColour()));
+  t.same((await loadBaseline(file)).features[1], colour);
+  for (const c of brokenCategorical) {
+    const b = withColour();
+    c.edit(b.features[1]);
+    await writeFile(file, JSON.stringify(b));
+    await t.rejects(loadBaseline(file), { code: 'MW_ERR_BASELINE_INVALID', message: `baseline file ${file} is not usable: ${c.problem}` }, c.name);
+  }
 });

@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
-import type { Baseline } from '../src/model/baseline.js';
+import type { Baseline, NumericFeatureBaseline } from '../src/model/baseline.js';
 import { diabetesDir, runCli, tempDir } from './helpers/cli.js';
 
 const trainCsv = join(diabetesDir, 'train.csv');
@@ -14,7 +14,7 @@ const baselineArgs = (data: string, out: string, target = 'target') => ['baselin
 t.test('baseline on train.csv (+ test.csv) reproduces the committed baseline.json byte for byte', async (t) => {
   const dir = await tempDir(t);
   const out = join(dir, 'baseline.json');
-  const result = await runCli([...baselineArgs(trainCsv, out), '--eval-data', testCsv]);
+  const result = await runCli([...baselineArgs(trainCsv, out), '--eval-data', testCsv, '--prediction-bounds', '0,1000']);
   t.equal(result.stderr, '');
   t.equal(result.code, 0);
   t.equal(result.stdout, `wrote ${out}: regression baseline, 353 rows, 10 features, prediction mean 153.620, MAE 44.067\n`);
@@ -24,7 +24,7 @@ t.test('baseline on train.csv (+ test.csv) reproduces the committed baseline.jso
 });
 
 t.test('committed baseline: binary sex has one edge and two bins; every feature\'s ratios sum to 1', async (t) => {
-  const baseline = JSON.parse(await readFile(committed, 'utf8')) as Baseline;
+  const baseline = JSON.parse(await readFile(committed, 'utf8')) as Omit<Baseline, 'features'> & { features: NumericFeatureBaseline[] };
   t.equal(baseline.rows, 353);
   t.same(baseline.features.map((f) => f.name), ['age', 'sex', 'bmi', 'bp', 's1', 's2', 's3', 's4', 's5', 's6']);
   const sex = baseline.features.find((f) => f.name === 'sex')!;
@@ -58,11 +58,6 @@ t.test('bad CSVs: exit 1, stderr names the file, the line and the column', async
   const out = join(dir, 'baseline.json');
   const cases: { name: string; file: () => Promise<string>; target?: string; stderr: (file: string) => string }[] = [
     {
-      name: 'missing value',
-      file: () => csvWith(dir, 'missing.csv', ['62,2,,101,221,156.4,35,6,4.9972,103,180']),
-      stderr: (file) => `modelwatch baseline: MW_ERR_DATA_INVALID ${file}: line 3, column 3 ("bmi"): missing value\n`,
-    },
-    {
       name: 'non-numeric value',
       file: () => csvWith(dir, 'abc.csv', ['62,2,33.9,101,221,156.4,35,6,4.9972,103,180', '50,1,23,90,abc,120,40,4,4.5,90,100']),
       stderr: (file) => `modelwatch baseline: MW_ERR_DATA_INVALID ${file}: line 4, column 5 ("s1"): "abc" is not a finite number\n`,
@@ -87,7 +82,7 @@ t.test('bad CSVs: exit 1, stderr names the file, the line and the column', async
         return file;
       },
       stderr: (file) =>
-        `modelwatch baseline: MW_ERR_MODEL_SHAPE model ${modelFile} has an unsupported shape: it takes 10 features but the header (line 1) of ${file} lists 9; its feature columns (every column but --target) are age, bmi, bp, s1, s2, s3, s4, s5, s6\n`,
+        `modelwatch baseline: MW_ERR_MODEL_SHAPE model ${modelFile} has an unsupported shape: it takes 10 features but the header (line 1) of ${file} lists 9; its feature columns (every column but --target, --prediction-column and --ignore) are age, bmi, bp, s1, s2, s3, s4, s5, s6\n`,
     },
   ];
   for (const c of cases) {
@@ -102,6 +97,26 @@ t.test('bad CSVs: exit 1, stderr names the file, the line and the column', async
   }
 });
 
+t.test('an empty feature cell is a missing value: the feature becomes nullable, its share of missing rows recorded', async (t) => {
+  const dir = await tempDir(t);
+  const out = join(dir, 'baseline.json');
+  const file = await csvWith(dir, 'missing.csv', ['62,2,,101,221,156.4,35,6,4.9972,103,180', '50,1,23,90,200,120,40,4,4.5,90,100']);
+  const result = await runCli(baselineArgs(file, out));
+  t.equal(result.code, 0, result.stderr);
+  const { features } = JSON.parse(await readFile(out, 'utf8')) as { features: NumericFeatureBaseline[] };
+  const bmi = features.find((f) => f.name === 'bmi')!;
+  t.equal(bmi.missing_ratio, 1 / 3, 'one of the three rows');
+  t.equal(bmi.nullable, true);
+  t.ok(features.filter((f) => f.name !== 'bmi').every((f) => f.nullable === undefined && f.missing_ratio === undefined), 'the other features are never missing');
+  const nullable = await runCli([...baselineArgs(trainCsv, out), '--nullable', 'bp,s1']);
+  t.equal(nullable.code, 0, nullable.stderr);
+  const flagged = (JSON.parse(await readFile(out, 'utf8')) as { features: NumericFeatureBaseline[] }).features.filter((f) => f.nullable).map((f) => f.name);
+  t.same(flagged, ['bp', 's1'], '--nullable without empty cells');
+  const unknown = await runCli([...baselineArgs(trainCsv, out), '--nullable', 'bp,height']);
+  t.equal(unknown.code, 1);
+  t.equal(unknown.stderr, `modelwatch baseline: MW_ERR_CONFIG_INVALID invalid option --nullable height: names no feature of ${trainCsv}; its features are age, sex, bmi, bp, s1, s2, s3, s4, s5, s6\n`);
+});
+
 t.test('a bad row in --eval-data is named too', async (t) => {
   const dir = await tempDir(t);
   const out = join(dir, 'baseline.json');
@@ -110,4 +125,66 @@ t.test('a bad row in --eval-data is named too', async (t) => {
   t.equal(result.code, 1);
   t.equal(result.stderr, `modelwatch baseline: MW_ERR_DATA_INVALID ${evalFile}: line 3, column 11 ("target"): missing value\n`);
   await t.rejects(readFile(out), { code: 'ENOENT' });
+});
+
+t.test('--prediction-bounds takes two ordered numbers, and a regression only', async (t) => {
+  const dir = await tempDir(t);
+  const out = join(dir, 'baseline.json');
+  for (const value of ['5,1', '0', '0,1,2', '0,abc']) {
+    const result = await runCli([...baselineArgs(trainCsv, out), '--prediction-bounds', value]);
+    t.equal(result.code, 1);
+    t.equal(result.stderr, `modelwatch baseline: MW_ERR_CONFIG_INVALID invalid option --prediction-bounds = ${JSON.stringify(value)}: expected two numbers lo,hi with lo below hi, e.g. --prediction-bounds 0,1000\n`);
+  }
+  const iris = join(diabetesDir, '../iris');
+  const result = await runCli(['baseline', '--data', join(iris, 'train.csv'), '--model', join(iris, 'model.onnx'), '--target', 'target', '--prediction-bounds', '0,1', '--out', out]);
+  t.equal(result.stderr, "modelwatch baseline: MW_ERR_CONFIG_INVALID invalid option --prediction-bounds: applies to a regression only: a classifier's outliers are invalid probabilities and unknown classes\n");
+  await t.rejects(readFile(out), { code: 'ENOENT' });
+});
+
+/** A diabetes CSV with its columns in `order` (indices into its own), between two more that are no features: `id` and `ts`. */
+async function withIdColumns(dir: string, name: string, order: number[], source = trainCsv): Promise<string> {
+  const lines = (await readFile(source, 'utf8')).trim().split('\n').map((line) => line.split(','));
+  const file = join(dir, name);
+  const out = lines.map((cells, i) => [i === 0 ? 'id' : String(i), ...order.map((c) => cells[c]!), i === 0 ? 'ts' : `2024-01-${String((i % 28) + 1).padStart(2, '0')}`].join(','));
+  await writeFile(file, `${out.join('\n')}\n`);
+  return file;
+}
+const reversedTrain = (dir: string) => withIdColumns(dir, 'reversed.csv', [10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
+const exactFlags = ['--eval-data', testCsv, '--prediction-bounds', '0,1000'];
+
+t.test('--features picks and orders the feature columns; --ignore drops columns', async (t) => {
+  const dir = await tempDir(t);
+  const out = join(dir, 'baseline.json');
+  const features = await runCli([...baselineArgs(await reversedTrain(dir), out), '--features', 'age,sex,bmi,bp,s1,s2,s3,s4,s5,s6', ...exactFlags]);
+  t.equal(features.stderr, '');
+  t.ok((await readFile(out)).equals(await readFile(committed)), '--features: the committed baseline, from columns in reverse order with two more');
+
+  const inOrder = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+  const [train, test] = await Promise.all([withIdColumns(dir, 'train-ids.csv', inOrder), withIdColumns(dir, 'test-ids.csv', inOrder, testCsv)]);
+  const ignore = await runCli([...baselineArgs(train, out), '--ignore', 'id,ts', '--eval-data', test, '--prediction-bounds', '0,1000']);
+  t.equal(ignore.stderr, '');
+  t.ok((await readFile(out)).equals(await readFile(committed)), '--ignore: the committed baseline, from train.csv and test.csv with two more columns, never read');
+});
+
+t.test('--features and --ignore name what is wrong', async (t) => {
+  const dir = await tempDir(t);
+  const out = join(dir, 'baseline.json');
+  const file = await reversedTrain(dir);
+  const columns = 'id, target, s6, s5, s4, s3, s2, s1, bp, bmi, sex, age, ts';
+  const cases: [string[], string][] = [
+    [['--features', 'age,weight'], `MW_ERR_DATA_INVALID ${file}: has no --features column "weight"; its columns are ${columns}`],
+    [['--ignore', 'id,time'], `MW_ERR_DATA_INVALID ${file}: has no --ignore column "time"; its columns are ${columns}`],
+    [['--features', 'age,target'], `MW_ERR_DATA_INVALID ${file}: column "target" is the target: it cannot be a feature too`],
+    [['--features', 'age,,bmi'], 'MW_ERR_CONFIG_INVALID invalid option --features = "age,,bmi": expected one or more distinct column names separated by commas, e.g. --features age,bmi,bp'],
+    [['--ignore', 'id,id'], 'MW_ERR_CONFIG_INVALID invalid option --ignore = "id,id": expected one or more distinct column names separated by commas, e.g. --ignore id,ts'],
+    [['--features', 'age', '--ignore', 'id'], 'MW_ERR_CONFIG_INVALID invalid option --features / --ignore: give one: --features lists the feature columns, --ignore the columns that are none'],
+    // The default, every column but the target: id and ts are features, and 12 fit no 10-input model.
+    [[], `MW_ERR_MODEL_SHAPE model ${modelFile} has an unsupported shape: it takes 10 features but the header (line 1) of ${file} lists 12; its feature columns (every column but --target, --prediction-column and --ignore) are id, s6, s5, s4, s3, s2, s1, bp, bmi, sex, age, ts`],
+  ];
+  for (const [flags, message] of cases) {
+    const result = await runCli([...baselineArgs(file, out), ...flags]);
+    t.equal(result.code, 1, flags.join(' '));
+    t.equal(result.stderr, `modelwatch baseline: ${message}\n`, flags.join(' '));
+  }
+  await t.rejects(readFile(out), { code: 'ENOENT' }, 'no baseline written');
 });

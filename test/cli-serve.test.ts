@@ -24,20 +24,20 @@ const rows = (await readFile(join(diabetesDir, 'train.csv'), 'utf8'))
 t.test('parseServeConfig: defaults, environment, flag precedence, frozen', async (t) => {
   const defaults = parseServeConfig([], {});
   // Every option takes its schema default ...
-  t.same(defaults, Object.fromEntries(Object.entries(serveOptions).map(([key, spec]) => [key, spec.default])));
+  t.same(defaults, Object.fromEntries(Object.entries(serveOptions).flatMap(([key, spec]) => ('default' in spec ? [[key, spec.default]] : []))));
   // ... and those the README's options table shows are these.
   t.match(defaults, {
     port: 8080,
     host: '127.0.0.1',
     modelDir: 'models/diabetes',
     window: 1000,
-    predictionMin: 0,
-    predictionMax: 1000,
     csv: 'feature_log.csv',
     maxBatchRows: 1024,
     bodyLimit: 1_048_576,
     logLevel: 'info',
   });
+  t.equal(defaults.predictionMin, undefined, 'the outlier bounds are the baseline\'s unless set');
+  t.equal(defaults.predictionMax, undefined);
   t.ok(Object.isFrozen(defaults));
   t.throws(() => {
     (defaults as { port: number }).port = 1;
@@ -75,9 +75,9 @@ t.test('parseServeConfig: invalid options name the flag and the variable', async
     { argv: ['--window', '0b11'], message: 'invalid option --window / MODELWATCH_WINDOW = "0b11": must be integer; default is 1000' },
     { argv: ['--window', '0o17'], message: 'invalid option --window / MODELWATCH_WINDOW = "0o17": must be integer; default is 1000' },
     { argv: [], env: { MODELWATCH_PORT: ' 9000 ' }, message: 'invalid option --port / MODELWATCH_PORT = " 9000 ": must be integer; default is 8080' },
-    { argv: ['--prediction-max', 'Infinity'], message: 'invalid option --prediction-max / MODELWATCH_PREDICTION_MAX = "Infinity": must be number; default is 1000' },
-    { argv: ['--prediction-max', '1e400'], message: 'invalid option --prediction-max / MODELWATCH_PREDICTION_MAX = "1e400": must be number; default is 1000' },
-    { argv: ['--prediction-min', ''], message: 'invalid option --prediction-min / MODELWATCH_PREDICTION_MIN = "": must be number; default is 0' },
+    { argv: ['--prediction-max', 'Infinity'], message: 'invalid option --prediction-max / MODELWATCH_PREDICTION_MAX = "Infinity": must be number; default is the baseline\'s prediction_bounds.max' },
+    { argv: ['--prediction-max', '1e400'], message: 'invalid option --prediction-max / MODELWATCH_PREDICTION_MAX = "1e400": must be number; default is the baseline\'s prediction_bounds.max' },
+    { argv: ['--prediction-min', ''], message: 'invalid option --prediction-min / MODELWATCH_PREDICTION_MIN = "": must be number; default is the baseline\'s prediction_bounds.min' },
   ];
   for (const c of cases) {
     t.throws(() => parseServeConfig(c.argv, c.env ?? {}), { code: 'MW_ERR_CONFIG_INVALID', message: c.message }, `${c.argv.join(' ')} ${JSON.stringify(c.env ?? {})}`);

@@ -1,6 +1,8 @@
 import type { InjectOptions } from 'fastify';
 import t from 'tap';
-import { diabetesBaseline, featureNames, predict, scrape, testApp, trainRows } from './helpers/app.js';
+import { mulberry32 } from '../src/random.js';
+import { diabetesBaseline, featureNames, predict, sample, scrape, testApp, trainRows } from './helpers/app.js';
+import { mixedModelDir } from './helpers/mixed.js';
 
 const row = trainRows[0]!;
 const named = Object.fromEntries(featureNames.map((name, i) => [name, row[i]]));
@@ -60,4 +62,27 @@ t.test('no user-supplied string becomes a label: the model_ series are the same 
     if (label === 'feature') t.ok(features.has(v), `feature label ${v} is a model feature`);
     if (label === 'model' || label === 'version') t.equal(v, label === 'model' ? diabetesBaseline.model : diabetesBaseline.version);
   }
+});
+
+t.test('a categorical feature\'s series stay the baseline\'s categories plus __other__ and __unseen__ under 1,000 random category values', async (t) => {
+  const { dir } = await mixedModelDir(t);
+  const { app } = await testApp(t, ['--model-dir', dir]);
+  const row = { age: 40, rooms: 3, zone: 1, colour: 'red' };
+  t.equal((await predict(app, { features: row })).statusCode, 200);
+  const before = modelSeries(await scrape(app));
+  const random = mulberry32(12);
+  const text = () => Array.from({ length: 1 + Math.floor(random() * 12) }, () => String.fromCodePoint(32 + Math.floor(random() * 0x2fff))).join('');
+  let unseen = 0;
+  for (let i = 0; i < 1000; i++) {
+    const colour = i % 3 === 0 ? `evil${i}"},x{le="` : text();
+    const zone = Math.floor((random() - 0.5) * 2 ** 40);
+    const response = await predict(app, { features: { ...row, colour, zone } });
+    t.equal(response.statusCode, 200, response.body);
+    if (!['red', 'green', 'blue', 'white', 'black', 'mauve', 'teal'].includes(colour)) unseen++;
+  }
+  const exposition = await scrape(app);
+  t.same(modelSeries(exposition), before, 'the same model_ series, no more');
+  t.notOk(exposition.includes('evil'), 'no category value sent is a label');
+  t.equal(sample(exposition, 'model_feature_category_total{model="mixed",version="1",feature="colour",category="__unseen__"}'), unseen, 'every value never seen in training is __unseen__');
+  t.equal(sample(exposition, 'model_feature_category_total{model="mixed",version="1",feature="zone",category="__unseen__"}'), 1000);
 });

@@ -74,42 +74,53 @@ t.test('readGraph: signatures and class labels of every fixture', async (t) => {
     type: `seq(map(${mapKey},tensor(float)))`,
   });
   const want: Record<string, GraphSignature> = {
-    'iris-probabilities.onnx': { inputs: [features], outputs: [intLabel, probabilities(3)], classLabels: [0, 1, 2] },
-    'iris-zipmap.onnx': {
+    'iris-probabilities.onnx': { encodedInputs: [], inputs: [features], outputs: [intLabel, probabilities(3)], classLabels: [0, 1, 2] },
+    'iris-zipmap.onnx': { encodedInputs: [],
       inputs: [features],
       outputs: [{ ...intLabel, name: 'output_label' }, zipmapOut('int64')],
       classLabels: [0, 1, 2],
     },
-    'iris-string-labels-zipmap.onnx': {
+    'iris-string-labels-zipmap.onnx': { encodedInputs: [],
       inputs: [features],
       outputs: [{ ...intLabel, name: 'output_label', elemType: 'string', type: 'tensor(string)' }, zipmapOut('string')],
       classLabels: ['setosa', 'versicolor', 'virginica'],
     },
-    'iris-label-only.onnx': { inputs: [features], outputs: [intLabel], classLabels: [0, 1, 2] },
-    'iris-double-input.onnx': {
+    'iris-label-only.onnx': { encodedInputs: [], inputs: [features], outputs: [intLabel], classLabels: [0, 1, 2] },
+    'iris-double-input.onnx': { encodedInputs: [],
       inputs: [{ ...features, elemType: 'double', type: 'tensor(double)' }],
       outputs: [intLabel, probabilities(3, 'double')],
       classLabels: [0, 1, 2],
     },
-    'iris-scores.onnx': {
+    'iris-scores.onnx': { encodedInputs: [],
       inputs: [{ name: 'input', kind: 'tensor', elemType: 'float', dims: ['batch_size', 4], type: 'tensor(float)' }],
       outputs: [{ name: 'logits', kind: 'tensor', elemType: 'float', dims: ['batch_size', 3], type: 'tensor(float)' }],
     },
-    'binary-probabilities.onnx': { inputs: [features], outputs: [intLabel, probabilities(2)], classLabels: [0, 1] },
-    'two-inputs.onnx': {
+    'binary-probabilities.onnx': { encodedInputs: [], inputs: [features], outputs: [intLabel, probabilities(2)], classLabels: [0, 1] },
+    'two-inputs.onnx': { encodedInputs: [],
       inputs: [
         { name: 'a', kind: 'tensor', elemType: 'float', dims: ['N', 3], type: 'tensor(float)' },
         { name: 'b', kind: 'tensor', elemType: 'float', dims: ['N', 5], type: 'tensor(float)' },
       ],
       outputs: [{ name: 'prediction', kind: 'tensor', elemType: 'float', dims: ['N', 1], type: 'tensor(float)' }],
     },
-    'image.onnx': {
+    'mixed.onnx': {
+      encodedInputs: ['zone', 'colour'],
+      inputs: [
+        { name: 'age', kind: 'tensor', elemType: 'float', dims: ['', 1], type: 'tensor(float)' },
+        { name: 'rooms', kind: 'tensor', elemType: 'int64', dims: ['', 1], type: 'tensor(int64)' },
+        { name: 'zone', kind: 'tensor', elemType: 'int64', dims: ['', 1], type: 'tensor(int64)' },
+        { name: 'colour', kind: 'tensor', elemType: 'string', dims: ['', 1], type: 'tensor(string)' },
+      ],
+      outputs: [{ name: 'variable', kind: 'tensor', elemType: 'float', dims: ['', 1], type: 'tensor(float)' }],
+    },
+    'image.onnx': { encodedInputs: [],
       inputs: [{ name: 'image', kind: 'tensor', elemType: 'float', dims: ['N', 3, 8, 8], type: 'tensor(float)' }],
       outputs: [{ name: 'scores', kind: 'tensor', elemType: 'float', dims: ['N', 3], type: 'tensor(float)' }],
     },
   };
   for (const [file, signature] of Object.entries(want)) t.strictSame(readGraph(fixture(file)), signature, file);
   t.strictSame(readGraph(readFileSync(irisDir + 'model.onnx')), {
+    encodedInputs: [],
     inputs: [features],
     outputs: [{ ...intLabel, elemType: 'string', type: 'tensor(string)' }, probabilities(3)],
     classLabels: ['setosa', 'versicolor', 'virginica'],
@@ -203,6 +214,7 @@ t.test('withoutZipMap exposes the probability tensor and runs as the zipmap=Fals
     t.equal(free.probabilitiesOutput, 'probabilities', c.file);
     t.strictSame(free.classLabels, c.labels, c.file);
     t.strictSame(readGraph(free.bytes), {
+      encodedInputs: [],
       inputs: [features],
       outputs: [{ ...intLabel, name: 'output_label', elemType: c.labelType, type: `tensor(${c.labelType})` }, probabilities(3)],
       classLabels: c.labels,

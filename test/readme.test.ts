@@ -4,6 +4,7 @@ import { load, loadAll } from 'js-yaml';
 import t from 'tap';
 import { optionsTable, parseServeConfig } from '../src/config.js';
 import { repoRoot, scrape, testApp } from './helpers/app.js';
+import { mixedModelDir } from './helpers/mixed.js';
 
 const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
 const doc = (name: string) => readFileSync(join(repoRoot, 'docs', name), 'utf8');
@@ -19,10 +20,11 @@ t.test('the README options table is the one the code declares', async (t) => {
   t.equal(block, optionsTable());
 });
 
-t.test('every model_ metric the server exports, for a regression and for a classifier, has a row in docs/metrics.md', async (t) => {
+t.test('every model_ metric the server exports, for a regression, a classifier and a mixed-type model, has a row in docs/metrics.md', async (t) => {
   const metrics = doc('metrics.md');
-  for (const [modelDir, families] of [['models/diabetes', 19], ['models/iris', 19]] as const) {
-    const { app } = await testApp(t, ['--model-dir', join(repoRoot, modelDir)]);
+  const mixed = (await mixedModelDir(t)).dir;
+  for (const [modelDir, families] of [[join(repoRoot, 'models/diabetes'), 21], [join(repoRoot, 'models/iris'), 21], [mixed, 23]] as const) {
+    const { app } = await testApp(t, ['--model-dir', modelDir]);
     const names = new Set([...(await scrape(app)).matchAll(/^# TYPE (model_\w+) /gm)].map((m) => m[1]!));
     t.ok(names.size >= families, `${modelDir}: found ${names.size} metric families`);
     for (const name of names) t.match(metrics, new RegExp(`^\\| [^|]*\`${name}\``, 'm'), `${name} has a row in docs/metrics.md`);

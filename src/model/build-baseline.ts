@@ -1,18 +1,35 @@
 import { basename, dirname, resolve } from 'node:path';
-import { DataInvalidError } from '../errors.js';
 import { confidence } from '../monitor/classification.js';
 import { PSI_SMOOTHING } from '../monitor/psi.js';
 import { mulberry32 } from '../random.js';
-import { LOW_CONFIDENCE, type Baseline, type ClassificationBaseline, type FeatureBaseline } from './baseline.js';
+import { ConfigInvalidError, DataInvalidError } from '../errors.js';
+import {
+  defaultPredictionBounds,
+  featureNameProblem,
+  LOW_CONFIDENCE,
+  type Baseline,
+  type CategoricalFeatureBaseline,
+  type ClassificationBaseline,
+  type FeatureBaseline,
+  type PredictionBounds,
+  type RegressionBaseline,
+} from './baseline.js';
 import { readNumericCsv } from './csv-rows.js';
 import type { Answer, ClassificationAnswer, RegressionAnswer } from './model.js';
-import { OnnxModel, type Task } from './session.js';
+import { OnnxModel, type InputType, type Task } from './session.js';
 
 export interface BaselineOptions {
   data: string;
-  modelFile: string;
+  /** The ONNX model run on every row; without it the predictions are read from `predictionColumn`. */
+  modelFile?: string;
+  /** Column holding the model's prediction of each row (a classifier's: a class name), for a model served elsewhere; excluded from the features. */
+  predictionColumn?: string;
   /** Column holding the true value; excluded from the features. */
   target?: string;
+  /** The feature columns, in the model's input order; by default every column but the target, the prediction column and `ignore`. */
+  features?: readonly string[];
+  /** Columns that are no features (an id, a timestamp); only without `features`. */
+  ignore?: readonly string[];
   /** Held-out CSV (same columns) for abs_error_mean; without it the MAE is measured on `data`. */
   evalData?: string;
   name?: string;
@@ -24,6 +41,33 @@ export interface BaselineOptions {
   classes?: readonly string[];
   /** Values kept per column for the quantiles; beyond it a uniform reservoir sample keeps memory bounded. */
   sampleSize?: number;
+  /** Categories a categorical feature keeps by name, the most frequent; the rest are pooled as __other__. */
+  maxCategories?: number;
+  /** Features a request may send null for, though the training data has no empty cell in them. */
+  nullable?: readonly string[];
+  /** A regression's outlier bounds; by default defaultPredictionBounds of the training predictions. */
+  predictionBounds?: PredictionBounds;
+}
+
+/**
+ * Distinct values a categorical column may have: more is an identifier rather than a category,
+ * and counting them would hold the whole column in memory.
+ */
+export const MAX_DISTINCT_CATEGORIES = 10_000;
+
+/** How a feature column is read, from the model's input for it. */
+interface ColumnKind {
+  /** A string input, or an int64 one the graph encodes: counted by category. */
+  categorical: boolean;
+  /** An int64 input: integers only, never missing. */
+  integer: boolean;
+}
+
+function columnKinds(model: OnnxModel): ColumnKind[] {
+  return model.inputTypes.map((type: InputType, f) => ({
+    categorical: type === 'string' || (type === 'int64' && model.encodedInputs.has(model.features[f]!)),
+    integer: type === 'int64',
+  }));
 }
 
 const PREDICTION_QUANTILES = [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99];
@@ -78,37 +122,87 @@ function binEdges(stats: ColumnStats, bins: number): number[] {
   return [...new Set(stats.quantiles(qs))].filter((edge) => edge > stats.min).sort((x, y) => x - y);
 }
 
-async function* batches(file: string, featureColumns: number[], targetColumn: number | undefined, textTarget: string | undefined) {
-  const { rows } = await readNumericCsv(file, textTarget);
-  const width = featureColumns.length;
-  let features = new Float32Array(BATCH_ROWS * width);
-  let targets: (number | string)[] = [];
-  let lines: number[] = [];
-  let raw: Float64Array[] = [];
-  for await (const { values, line, cells } of rows) {
-    const r = raw.length;
-    for (let f = 0; f < width; f++) features[r * width + f] = values[featureColumns[f]!]!;
-    if (targetColumn !== undefined) targets.push(textTarget === undefined ? values[targetColumn]! : cells[targetColumn]!);
-    lines.push(line);
-    raw.push(Float64Array.from(featureColumns, (c) => values[c]!));
-    if (raw.length === BATCH_ROWS) {
-      yield { features, targets, lines, raw, rows: raw.length };
-      features = new Float32Array(BATCH_ROWS * width);
-      targets = [];
-      lines = [];
-      raw = [];
-    }
-  }
-  if (raw.length > 0) yield { features, targets, lines, raw, rows: raw.length };
+/** Where a CSV's features, target and predictions are, by column index. */
+interface Layout {
+  names: string[];
+  featureColumns: number[];
+  targetColumn: number | undefined;
+  predictionColumn: number | undefined;
+  /** Columns that are neither: not read at all, so they may hold anything. */
+  skipped: string[];
 }
 
-async function layout(file: string, target: string | undefined) {
-  const { columns, rows } = await readNumericCsv(file, target);
+/**
+ * The CSV in batches for the model: numbers row-major (NaN: an empty cell), each categorical
+ * column's values (text, or an integer for an int64 input; null: an empty cell), and the target
+ * and prediction columns, as text where `text` names them (a classifier's class names).
+ */
+async function* batches(file: string, layout: Layout, kinds: readonly ColumnKind[], text: readonly string[]) {
+  const { featureColumns, names, targetColumn, predictionColumn, skipped } = layout;
+  const categorical = names.filter((_, f) => kinds[f]!.categorical);
+  const { columns, rows } = await readNumericCsv(file, { text: [...categorical, ...text], missing: names, skipped });
+  const cell = (c: number, values: Float64Array, cells: string[]) => (text.includes(columns[c]!) ? cells[c]! : values[c]!);
+  const width = featureColumns.length;
+  const fresh = () => ({
+    features: new Float64Array(BATCH_ROWS * width),
+    categorical: kinds.map((k) => (k.categorical ? new Array<string | number | null>() : undefined)),
+    targets: new Array<number | string>(),
+    predicted: new Array<number | string>(),
+    lines: new Array<number>(),
+    rows: 0,
+  });
+  let batch = fresh();
+  for await (const { values, line, cells } of rows) {
+    const r = batch.rows;
+    for (let f = 0; f < width; f++) {
+      const c = featureColumns[f]!;
+      const { categorical: isCategorical, integer } = kinds[f]!;
+      const value = cells[c]!;
+      const at = `line ${line}, column ${c + 1} ("${names[f]}")`;
+      if (integer && value === '') throw new DataInvalidError(file, `${at}: missing value, and the model's int64 input for it cannot take one (int64 has no NaN)`);
+      if (integer && !/^[-+]?\d+$/.test(value)) throw new DataInvalidError(file, `${at}: "${value.slice(0, 40)}" is not an integer, which the model's int64 input takes`);
+      if (isCategorical) batch.categorical[f]!.push(value === '' ? null : integer ? Number(value) : value);
+      else batch.features[r * width + f] = values[c]!;
+    }
+    if (targetColumn !== undefined) batch.targets.push(cell(targetColumn, values, cells));
+    if (predictionColumn !== undefined) batch.predicted.push(cell(predictionColumn, values, cells));
+    batch.lines.push(line);
+    if (++batch.rows === BATCH_ROWS) {
+      yield batch;
+      batch = fresh();
+    }
+  }
+  if (batch.rows > 0) yield batch;
+}
+
+type Batch = ReturnType<typeof batches> extends AsyncGenerator<infer B> ? B : never;
+
+async function layout(file: string, options: BaselineOptions): Promise<Layout> {
+  const { columns, rows } = await readNumericCsv(file);
   await rows.return(undefined);
-  const targetColumn = target === undefined ? undefined : columns.indexOf(target);
-  if (targetColumn === -1) throw new DataInvalidError(file, `has no target column "${target}"; its columns are ${columns.join(', ')}`);
-  const featureColumns = columns.map((_, i) => i).filter((i) => i !== targetColumn);
-  return { names: featureColumns.map((i) => columns[i]!), featureColumns, targetColumn };
+  const column = (name: string, what: string) => {
+    const c = columns.indexOf(name);
+    if (c === -1) throw new DataInvalidError(file, `has no ${what} column "${name}"; its columns are ${columns.join(', ')}`);
+    return c;
+  };
+  const targetColumn = options.target === undefined ? undefined : column(options.target, 'target');
+  const predictionColumn = options.predictionColumn === undefined ? undefined : column(options.predictionColumn, 'prediction');
+  const ignored = new Set((options.ignore ?? []).map((name) => column(name, '--ignore')));
+  const featureColumns = options.features
+    ? options.features.map((name) => column(name, '--features'))
+    : columns.map((_, i) => i).filter((i) => i !== targetColumn && i !== predictionColumn && !ignored.has(i));
+  const reused = featureColumns.find((c) => c === targetColumn || c === predictionColumn);
+  if (reused !== undefined) throw new DataInvalidError(file, `column "${columns[reused]}" is the ${reused === targetColumn ? 'target' : 'prediction column'}: it cannot be a feature too`);
+  if (featureColumns.length === 0) throw new DataInvalidError(file, `has no feature column left; its columns are ${columns.join(', ')}`);
+  for (const c of featureColumns) {
+    const unusable = featureNameProblem(columns[c]!);
+    if (unusable) throw new DataInvalidError(file, `column ${c + 1} (${JSON.stringify(columns[c])}) cannot be a feature: its name ${unusable}; rename it, or leave it out with --ignore`);
+  }
+  const repeated = featureColumns.find((c, i) => featureColumns.findIndex((d) => columns[d] === columns[c]) !== i);
+  if (repeated !== undefined) throw new DataInvalidError(file, `column ${repeated + 1} (${JSON.stringify(columns[repeated])}) repeats the name of an earlier feature column`);
+  const used = new Set([...featureColumns, targetColumn, predictionColumn]);
+  const skipped = columns.filter((_, i) => !used.has(i));
+  return { names: featureColumns.map((i) => columns[i]!), featureColumns, targetColumn, predictionColumn, skipped };
 }
 
 /** Shares of `counts`, smoothed by half a row per class as ClassificationBaseline says. */
@@ -165,62 +259,170 @@ class ClassSummary implements PredictionSummary {
   }
 }
 
+/** Counts of a categorical column's values, bounded by MAX_DISTINCT_CATEGORIES. */
+class CategoryCounts {
+  readonly counts = new Map<string, number>();
+  add(file: string, name: string, v: string | number): void {
+    const key = String(v);
+    const n = this.counts.get(key);
+    if (n === undefined && this.counts.size === MAX_DISTINCT_CATEGORIES) {
+      throw new DataInvalidError(file, `column "${name}" has more than ${MAX_DISTINCT_CATEGORIES} distinct values: an identifier rather than a category; leave it out of the features`);
+    }
+    this.counts.set(key, (n ?? 0) + 1);
+  }
+
+  /** The top `max` by count (ties by name), the rest pooled, shares smoothed as CategoricalFeatureBaseline says. */
+  baseline(max: number): Pick<CategoricalFeatureBaseline, 'categories' | 'other_categories' | 'category_ratios'> {
+    const sorted = [...this.counts].sort(([a, x], [b, y]) => y - x || (a < b ? -1 : 1));
+    const top = sorted.slice(0, max);
+    const pooled = sorted.slice(max);
+    const counts = Float64Array.from([...top.map(([, n]) => n), pooled.reduce((sum, [, n]) => sum + n, 0), 0]);
+    const n = sorted.reduce((sum, [, c]) => sum + c, 0);
+    return { categories: top.map(([c]) => c), other_categories: pooled.map(([c]) => c).sort(), category_ratios: smoothedShares(counts, n) };
+  }
+}
+
+/** Where the training rows' predictions come from: the ONNX model, or the CSV's prediction column. */
+interface Predictor {
+  readonly task: Task;
+  readonly classes: readonly string[];
+  /** How each feature column is read: by category, or as a number. */
+  readonly kinds: readonly ColumnKind[];
+  predict(batch: Batch, file: string): Promise<Answer>;
+  close(): Promise<void>;
+}
+
+async function modelPredictor(options: BaselineOptions, modelFile: string, names: string[]): Promise<Predictor> {
+  // The model's declared input width is checked against the header's feature columns here.
+  const model = await OnnxModel.load(modelFile, {
+    features: names.map((name) => ({ name })),
+    task: options.task,
+    classes: options.classes,
+    source: options.classes ? '--classes' : `the header (line 1) of ${options.data}`,
+    fix: options.classes ? 'list the classes the model names, in its order' : `its feature columns (${options.features ? '--features' : 'every column but --target, --prediction-column and --ignore'}) are ${names.join(', ')}`,
+  });
+  return {
+    task: model.task,
+    classes: model.classes,
+    kinds: columnKinds(model),
+    predict: (batch) => model.predict(batch.features.subarray(0, batch.rows * names.length), batch.rows, batch.categorical),
+    close: () => model.close(),
+  };
+}
+
+/**
+ * Predictions as the CSV holds them. A classifier's class names must be given: their order is
+ * that of the probabilities a model server answers, which no column of names shows.
+ */
+function columnPredictor(options: BaselineOptions, names: readonly string[]): Predictor {
+  const task = options.task ?? (options.classes ? 'classification' : 'regression');
+  // Without a model no input says a feature is categorical: every feature is a number.
+  const kinds = names.map(() => ({ categorical: false, integer: false }));
+  if (task === 'regression') return { task, classes: [], kinds, predict: async (batch) => ({ task, values: batch.predicted as number[] }), close: async () => {} };
+  const classes = options.classes;
+  if (!classes) throw new ConfigInvalidError('--classes', 'is required for a classifier\'s --prediction-column: the class names, in the order of the probabilities the model server answers, e.g. --classes setosa,versicolor,virginica');
+  const index = new Map(classes.map((c, i) => [c, i]));
+  return {
+    task,
+    classes,
+    kinds,
+    async predict(batch, file) {
+      const labels = batch.predicted as string[];
+      const found = Int32Array.from(labels, (label, r) => {
+        const i = index.get(label);
+        if (i === undefined) throw new DataInvalidError(file, `line ${batch.lines[r]}: prediction ${JSON.stringify(label)} is not one of --classes ${classes.join(', ')}`);
+        return i;
+      });
+      return { task, classes: found, labels };
+    },
+    close: async () => {},
+  };
+}
+
 /** Reads the training CSV twice, streaming: stats and edges first, then the exact bin shares; then the evaluation data for the error. */
 export async function buildBaseline(options: BaselineOptions): Promise<Baseline> {
   const bins = options.bins ?? 10;
   const sampleSize = options.sampleSize ?? 100_000;
-  const { names, featureColumns, targetColumn } = await layout(options.data, options.target);
+  const maxCategories = options.maxCategories ?? 20;
+  const cols = await layout(options.data, options);
+  const { names } = cols;
   const width = names.length;
-  // The model's declared input width is checked against the header's feature columns here.
-  const model = await OnnxModel.load(options.modelFile, {
-    width,
-    task: options.task,
-    classes: options.classes,
-    source: options.classes ? '--classes' : `the header (line 1) of ${options.data}`,
-    fix: options.classes ? 'list the classes the model names, in its order' : `its feature columns (every column but --target) are ${names.join(', ')}`,
-  });
+  const unknown = (options.nullable ?? []).filter((name) => !names.includes(name));
+  if (unknown.length > 0) throw new ConfigInvalidError(`--nullable ${unknown.join(',')}`, `names no feature of ${options.data}; its features are ${names.join(', ')}`);
+  const model = options.modelFile === undefined ? columnPredictor(options, names) : await modelPredictor(options, options.modelFile, names);
   try {
     const classifier = model.task === 'classification';
-    // A classifier's target holds class names: read as text. A regression's must be numbers.
-    const textTarget = classifier ? options.target : undefined;
+    // A classifier's target and predictions hold class names: read as text. A regression's must be numbers.
+    const text = classifier ? [options.target, options.predictionColumn].filter((c) => c !== undefined) : [];
+    const { kinds } = model;
     const random = mulberry32(42);
     const featureStats = names.map(() => new ColumnStats(sampleSize, random));
+    const categoryCounts = kinds.map((k) => (k.categorical ? new CategoryCounts() : undefined));
+    const missing = new Float64Array(width);
     const regression = classifier ? undefined : new RegressionSummary(sampleSize, random);
     const summary: RegressionSummary | ClassSummary = regression ?? new ClassSummary(model.classes);
     let scalarSum = 0;
+    let scalarCount = 0;
     let rows = 0;
-    for await (const batch of batches(options.data, featureColumns, undefined, textTarget)) {
-      summary.add(await model.predict(batch.features.subarray(0, batch.rows * width), batch.rows), batch.rows);
-      for (const row of batch.raw) {
-        row.forEach((v, f) => {
-          featureStats[f]!.add(v);
-          scalarSum += v;
-        });
+    for await (const batch of batches(options.data, cols, kinds, text)) {
+      summary.add(await model.predict(batch, options.data), batch.rows);
+      // Row by row, as the scalar mean has always been summed: the same order gives the same bits.
+      for (let r = 0; r < batch.rows; r++) {
+        for (let f = 0; f < width; f++) {
+          const counts = categoryCounts[f];
+          const v = counts ? batch.categorical[f]![r]! : batch.features[r * width + f]!;
+          if (v === null || (typeof v === 'number' && Number.isNaN(v))) missing[f]!++;
+          else if (counts) counts.add(options.data, names[f]!, v);
+          else {
+            featureStats[f]!.add(v as number);
+            scalarSum += v as number;
+            scalarCount++;
+          }
+        }
       }
       rows += batch.rows;
     }
     if (rows === 0) throw new DataInvalidError(options.data, 'has a header but no rows');
+    const empty = names.find((_, f) => missing[f] === rows);
+    if (empty !== undefined) throw new DataInvalidError(options.data, `column "${empty}" is empty in every row: no baseline can be learnt for it; fill it in or leave it out`);
 
-    const edges = featureStats.map((s) => binEdges(s, bins));
+    const edges = featureStats.map((s, f) => (kinds[f]!.categorical ? [] : binEdges(s, bins)));
     const counts = edges.map((e) => new Float64Array(e.length + 1));
-    for await (const batch of batches(options.data, featureColumns, undefined, textTarget)) {
-      for (const row of batch.raw) {
-        row.forEach((v, f) => {
+    for await (const batch of batches(options.data, cols, kinds, text)) {
+      for (let f = 0; f < width; f++) {
+        if (kinds[f]!.categorical) continue;
+        const e = edges[f]!;
+        for (let r = 0; r < batch.rows; r++) {
+          const v = batch.features[r * width + f]!;
+          if (Number.isNaN(v)) continue;
           let i = 0;
-          while (i < edges[f]!.length && v >= edges[f]![i]!) i++;
+          while (i < e.length && v >= e[i]!) i++;
           counts[f]![i]!++;
-        });
+        }
       }
     }
     const features: FeatureBaseline[] = names.map((name, f) => {
+      const present = rows - missing[f]!;
+      // Only what departs from "never missing, never null", so that a baseline without missing values reads as before.
+      const nullable = missing[f]! > 0 || options.nullable?.includes(name);
+      const missingness = { ...(missing[f]! > 0 && { missing_ratio: missing[f]! / rows }), ...(nullable && { nullable: true }) };
+      if (nullable && kinds[f]!.integer) {
+        throw new ConfigInvalidError(`--nullable ${name}`, `the model's input for "${name}" is int64, which cannot carry a missing value (int64 has no NaN)`);
+      }
+      const categories = categoryCounts[f];
+      if (categories) return { name, kind: 'categorical', values: kinds[f]!.integer ? 'integer' : 'string', ...categories.baseline(maxCategories), ...missingness };
       const s = featureStats[f]!;
-      return { name, mean: s.mean, stddev: s.stddev, min: s.min, max: s.max, bin_edges: edges[f]!, bin_ratios: Array.from(counts[f]!, (c) => c / rows) };
+      return { name, mean: s.mean, stddev: s.stddev, min: s.min, max: s.max, bin_edges: edges[f]!, bin_ratios: Array.from(counts[f]!, (c) => c / present), ...missingness };
     });
-    const common = { model: options.name ?? basename(dirname(resolve(options.modelFile))), version: options.version ?? '1', rows, features };
-    const scalar_feature_mean = scalarSum / (rows * width);
+    const common = { model: options.name ?? basename(dirname(resolve(options.modelFile ?? options.data))), version: options.version ?? '1', rows, features };
+    const scalar_feature_mean = scalarCount === 0 ? null : scalarSum / scalarCount;
 
-    const evaluation = targetColumn === undefined ? undefined : await evaluate(options, model, names, textTarget);
-    if (regression) return { task: 'regression', ...common, prediction: regression.baseline(), scalar_feature_mean, abs_error_mean: evaluation?.absErrorMean ?? null };
+    const evaluation = cols.targetColumn === undefined ? undefined : await evaluate(options, model, names, text);
+    if (regression) {
+      const prediction = regression.baseline();
+      return { task: 'regression', ...common, prediction, scalar_feature_mean, abs_error_mean: evaluation?.absErrorMean ?? null, prediction_bounds: resolvedBounds(options, prediction) };
+    }
+    if (options.predictionBounds) throw new ConfigInvalidError('--prediction-bounds', 'applies to a regression only: a classifier\'s outliers are invalid probabilities and unknown classes');
     return {
       task: 'classification',
       ...common,
@@ -235,13 +437,21 @@ export async function buildBaseline(options: BaselineOptions): Promise<Baseline>
   }
 }
 
+function resolvedBounds(options: BaselineOptions, prediction: RegressionBaseline['prediction']): PredictionBounds {
+  const bounds = options.predictionBounds ?? defaultPredictionBounds(prediction);
+  if (!bounds) {
+    throw new ConfigInvalidError('--prediction-bounds', `is required: every training prediction is ${prediction.min}, so their range, widened by half of it on each side, is empty; pass the outlier bounds as lo,hi`);
+  }
+  return bounds;
+}
+
 /**
  * The model's error on the evaluation data (--eval-data, else the training data): the mean
  * absolute error of a regression; a classifier's accuracy and the shares of its true classes.
  */
-async function evaluate(options: BaselineOptions, model: OnnxModel, names: string[], textTarget: string | undefined) {
+async function evaluate(options: BaselineOptions, model: Predictor, names: string[], text: readonly string[]) {
   const evalFile = options.evalData ?? options.data;
-  const evalLayout = await layout(evalFile, options.target);
+  const evalLayout = await layout(evalFile, options);
   if (evalLayout.names.join(',') !== names.join(',')) {
     throw new DataInvalidError(evalFile, `feature columns ${evalLayout.names.join(', ')} differ from ${options.data}'s ${names.join(', ')}`);
   }
@@ -250,8 +460,8 @@ async function evaluate(options: BaselineOptions, model: OnnxModel, names: strin
   let errorSum = 0;
   let right = 0;
   let n = 0;
-  for await (const batch of batches(evalFile, evalLayout.featureColumns, evalLayout.targetColumn, textTarget)) {
-    const answer = await model.predict(batch.features.subarray(0, batch.rows * names.length), batch.rows);
+  for await (const batch of batches(evalFile, evalLayout, model.kinds, text)) {
+    const answer = await model.predict(batch, evalFile);
     for (let r = 0; r < batch.rows; r++) {
       if (answer.task === 'regression') {
         errorSum += Math.abs(answer.values[r]! - (batch.targets[r] as number));

@@ -9,12 +9,21 @@ export interface NumericCsv {
   rows: AsyncGenerator<{ values: Float64Array; line: number; cells: string[] }>;
 }
 
+export interface CsvColumns {
+  /** Columns read as text only (a classifier's class names, a categorical feature), their numbers NaN. */
+  text?: readonly string[];
+  /** Columns whose cells may be empty (a feature with missing values): NaN and "" then. */
+  missing?: readonly string[];
+  /** Columns not read at all (an id, a timestamp): their numbers NaN. */
+  skipped?: readonly string[];
+}
+
 /**
  * Streams a numeric CSV with fast-csv in bounded memory. Every value must be a finite number: a
- * missing or non-numeric one is an error naming the file, the line and the column; the column
- * named `textColumn` (a classifier's class names) is read as text only, its number NaN.
+ * missing or non-numeric one is an error naming the file, the line and the column, but for the
+ * `text`, `missing` and `skipped` columns.
  */
-export async function readNumericCsv(file: string, textColumn?: string): Promise<NumericCsv> {
+export async function readNumericCsv(file: string, { text = [], missing = [], skipped = [] }: CsvColumns = {}): Promise<NumericCsv> {
   const input = createReadStream(file);
   const stream = input.pipe(parse({ headers: false, ignoreEmpty: true, trim: true }));
   // pipe() (and fast-csv's parseFile) does not forward a read error such as ENOENT or EISDIR: it
@@ -29,7 +38,9 @@ export async function readNumericCsv(file: string, textColumn?: string): Promise
   }
   if (first.done) throw new DataInvalidError(file, 'is empty; expected a header line and rows');
   const columns = first.value;
-  const text = textColumn === undefined ? -1 : columns.indexOf(textColumn);
+  const isText = columns.map((c) => text.includes(c));
+  const mayMiss = columns.map((c) => missing.includes(c));
+  const isSkipped = columns.map((c) => skipped.includes(c));
   async function* rows() {
     let line = 1;
     const values = new Float64Array(columns.length);
@@ -48,7 +59,11 @@ export async function readNumericCsv(file: string, textColumn?: string): Promise
       }
       for (let c = 0; c < columns.length; c++) {
         const cell = cells[c]!;
-        if (c === text) {
+        if (isSkipped[c] || (cell === '' && mayMiss[c])) {
+          values[c] = Number.NaN;
+          continue;
+        }
+        if (isText[c]) {
           if (cell === '') throw new DataInvalidError(file, `line ${line}, column ${c + 1} ("${columns[c]}"): missing value`);
           values[c] = Number.NaN;
           continue;

@@ -1,12 +1,23 @@
-import type { OnnxModel } from './session.js';
+import type { InputType, OnnxModel } from './session.js';
 
 /** The two protocols prediction requests arrive in, and an upstream may speak. */
 export type Protocol = 'json' | 'v2';
+
+/**
+ * Per feature, the value of each row of a categorical feature as sent (a string, or an integer),
+ * null where missing; undefined for a numeric feature, whose values are in the row-major numbers.
+ */
+export type CategoricalColumns = readonly (readonly (string | number | null)[] | undefined)[];
+
+/** The columns of a model without categorical features. */
+export const NO_CATEGORIES: CategoricalColumns = [];
 
 /** A validated request as the client sent it, so an upstream speaking the same protocol gets it unchanged. */
 export interface SentRequest {
   protocol: Protocol;
   body: unknown;
+  /** The categorical values of its rows, which the row-major numbers hold as category codes. */
+  categorical: CategoricalColumns;
 }
 
 /** What a regression model answered: one number per row. */
@@ -42,11 +53,15 @@ export interface Model {
   /** How the Open Inference Protocol's model metadata describes the backend and its tensors. */
   readonly platform: string;
   readonly inputName: string;
+  /** Each feature's input type in-process, where an int64 input takes integers only; unknown upstream. */
+  readonly inputTypes?: readonly InputType[];
+  /** Whether the Open Inference Protocol sends one tensor per feature rather than one [rows, features] tensor. */
+  readonly tensorPerFeature: boolean;
   /** The output tensors the Open Inference Protocol answers with: the prediction (value or label), then the probabilities if any. */
   readonly outputNames: readonly string[];
   /** Whether a classifier's answers carry probabilities, so confidence is watched. */
   readonly hasProbabilities: boolean;
-  /** Predicts `rows` rows laid out row-major in `features`, the values as the client sent them. */
+  /** Predicts `rows` rows laid out row-major in `features`, numeric values as the client sent them, categorical ones in `sent.categorical`. */
   predict(features: Float64Array, rows: number, sent: SentRequest): Promise<Prediction>;
   close(): Promise<void>;
 }
@@ -55,9 +70,11 @@ export function inProcess(onnx: OnnxModel): Model {
   return {
     platform: 'onnxruntime_onnx',
     inputName: onnx.inputName,
+    inputTypes: onnx.inputTypes,
+    tensorPerFeature: onnx.perFeatureInputs,
     outputNames: onnx.outputNames,
     hasProbabilities: onnx.hasProbabilities,
-    predict: async (features, rows) => ({ answer: await onnx.predict(features, rows) }),
+    predict: async (features, rows, sent) => ({ answer: await onnx.predict(features, rows, sent.categorical) }),
     close: () => onnx.close(),
   };
 }

@@ -30,10 +30,15 @@ export interface GraphSignature {
   inputs: GraphValue[];
   outputs: GraphValue[];
   classLabels?: ClassLabels;
+  /** Inputs the graph one-hot or label encodes: categorical columns, an int64 one too. */
+  encodedInputs: string[];
 }
 
 const ML = 'ai.onnx.ml';
 const CLASSIFIERS = new Set(['LinearClassifier', 'TreeEnsembleClassifier', 'SVMClassifier']);
+const ENCODERS = new Set(['OneHotEncoder', 'LabelEncoder', 'CategoryMapper']);
+// skl2onnx casts an integer column to int64 before its OneHotEncoder, even when it is int64 already.
+const PASS_THROUGH = new Set(['Cast', 'Identity']);
 
 function int(v: Int64): number {
   return typeof v === 'number' ? v : v.toNumber();
@@ -104,6 +109,22 @@ function classLabels(graph: onnxProto.onnx.IGraphProto): ClassLabels | undefined
   return lookedUpLabels(graph);
 }
 
+/** The inputs that reach an ai.onnx.ml encoder through Cast and Identity nodes only. */
+function encodedInputs(graph: onnxProto.onnx.IGraphProto, inputs: readonly string[]): string[] {
+  const nodes = graph.node ?? [];
+  return inputs.filter((input) => {
+    const frontier = [input];
+    for (let value = frontier.pop(); value !== undefined; value = frontier.pop()) {
+      for (const n of nodes) {
+        if (!n.input?.includes(value)) continue;
+        if (n.domain === ML && ENCODERS.has(n.opType ?? '')) return true;
+        if ((n.domain ?? '') === '' && PASS_THROUGH.has(n.opType ?? '')) frontier.push(...(n.output ?? []));
+      }
+    }
+    return false;
+  });
+}
+
 // decode builds class instances, whose repeated fields are arrays even when empty, unlike the I* interfaces.
 function decode(bytes: Uint8Array): { model: onnxProto.onnx.ModelProto; graph: onnxProto.onnx.GraphProto; nodes: onnxProto.onnx.NodeProto[] } {
   const model = onnx.ModelProto.decode(bytes);
@@ -116,9 +137,11 @@ export function readGraph(bytes: Uint8Array): GraphSignature {
   const { graph } = decode(bytes);
   // Before IR 4 every initializer was listed as an input too; those are weights, not inputs to feed.
   const weights = new Set((graph.initializer ?? []).map((t) => t.name));
+  const inputs = (graph.input ?? []).filter((v) => !weights.has(v.name)).map(describe);
   const signature: GraphSignature = {
-    inputs: (graph.input ?? []).filter((v) => !weights.has(v.name)).map(describe),
+    inputs,
     outputs: (graph.output ?? []).map(describe),
+    encodedInputs: encodedInputs(graph, inputs.map((v) => v.name)),
   };
   const labels = classLabels(graph);
   if (labels) signature.classLabels = labels;

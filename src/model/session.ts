@@ -2,15 +2,18 @@ import { access, readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
 import { ModelCorruptError, ModelMissingError, ModelOutputError, ModelShapeError, InferenceFailedError } from '../errors.js';
 import { PROBABILITY_SUM_TOLERANCE } from './baseline.js';
-import { UNKNOWN_CLASS, type Answer, type ClassificationAnswer } from './model.js';
+import { NO_CATEGORIES, UNKNOWN_CLASS, type Answer, type CategoricalColumns, type ClassificationAnswer } from './model.js';
 import { readGraph, withoutZipMap } from './onnx-graph.js';
 
 export type Task = 'regression' | 'classification';
 
 /** What the caller knows of the model before it is loaded: from the baseline, or from `modelwatch baseline`'s flags. */
 export interface Expectation {
-  /** Features per row. */
-  width: number;
+  /**
+   * The features, in row order. From a baseline also their kind, the values a categorical one
+   * takes and whether null is allowed, which the model's inputs must be able to take.
+   */
+  features: readonly ExpectedFeature[];
   /** The task, when known; else read from the model's outputs. */
   task?: Task;
   /** The class names, when known; a model that names its classes must name the same ones, in the same order. */
@@ -20,6 +23,24 @@ export interface Expectation {
   /** What to do about a mismatch. */
   fix: string;
 }
+
+export interface ExpectedFeature {
+  name: string;
+  /** Unknown when undefined: `modelwatch baseline` learns it from the model. */
+  kind?: 'numeric' | 'categorical';
+  values?: 'string' | 'integer';
+  nullable?: boolean;
+}
+
+export type InputType = 'float32' | 'float64' | 'int64' | 'string';
+
+/**
+ * How rows become the model's inputs, read once at load:
+ * - matrix: one float or double [N, F] tensor, the features in row order;
+ * - columns: one [N, 1] tensor per feature, named after it, as skl2onnx converts a DataFrame;
+ *   `types` in row order.
+ */
+type InputLayout = { kind: 'matrix'; name: string; type: 'float32' | 'float64' } | { kind: 'columns'; types: InputType[] };
 
 /**
  * How a model's outputs become an answer, read once at load:
@@ -35,7 +56,7 @@ type OutputLayout =
   | { kind: 'label'; label: string; probabilities?: string; byIndex: boolean }
   | { kind: 'scores'; scores: string };
 
-const SUPPORTED = `supported: one float or double input [N, F], and outputs of one of these shapes: a value per row ([N] or [N, 1] float: a regression); a label per row (int64 or string [N]) with or without probabilities (float [N, C] or skl2onnx's ZipMap); or one float [N, C] of class scores, for a classifier's baseline (modelwatch baseline --task classification --classes ...)`;
+const SUPPORTED = `supported: one float or double input [N, F], or one input per feature named after it ([N, 1] of float, double, int64 or string, as skl2onnx converts a DataFrame); and outputs of one of these shapes: a value per row ([N] or [N, 1] float: a regression); a label per row (int64 or string [N]) with or without probabilities (float [N, C] or skl2onnx's ZipMap); or one float [N, C] of class scores, for a classifier's baseline (modelwatch baseline --task classification --classes ...)`;
 
 const describeValue = (m: ort.InferenceSession.ValueMetadata) => (m.isTensor ? `${m.name}: ${m.type} [${m.shape.map((d) => (typeof d === 'number' ? d : 'N')).join(', ')}]` : `${m.name}: not a tensor`);
 const isLabel = (m: ort.InferenceSession.ValueMetadata) => m.isTensor && (m.type === 'int64' || m.type === 'string') && m.shape.length <= 2 && (m.shape.length < 2 || m.shape[1] === 1);
@@ -44,21 +65,43 @@ const isFloat = (m: ort.InferenceSession.ValueMetadata) => m.isTensor && (m.type
 const isValue = (m: ort.InferenceSession.ValueMetadata) => isFloat(m) && m.isTensor && (m.shape.length === 1 || (m.shape.length === 2 && m.shape[1] === 1));
 const isScores = (m: ort.InferenceSession.ValueMetadata) => isFloat(m) && m.isTensor && m.shape.length === 2 && m.shape[1] !== 1;
 
-/** An ONNX model: one float or double [N, width] input; a regression value or a class per row out. */
+const INPUT_TYPES: readonly string[] = ['float32', 'float64', 'int64', 'string'];
+const isColumn = (m: ort.InferenceSession.ValueMetadata) => m.isTensor && INPUT_TYPES.includes(m.type) && m.shape.length === 2 && (typeof m.shape[1] !== 'number' || m.shape[1] === 1);
+
+/** An ONNX model: one float or double [N, width] input, or one input per feature; a regression value or a class per row out. */
 export class OnnxModel {
   private readonly classIndex: Map<string, number>;
+  readonly width: number;
 
   private constructor(
     private readonly session: ort.InferenceSession,
     readonly file: string,
-    readonly width: number,
-    readonly inputName: string,
-    private readonly inputType: 'float32' | 'float64',
+    readonly features: readonly string[],
+    private readonly input: InputLayout,
+    /** Inputs the graph encodes as categories (OneHotEncoder and the like). */
+    readonly encodedInputs: ReadonlySet<string>,
     private readonly layout: OutputLayout,
     /** The class names in the model's order; empty for a regression. */
     readonly classes: readonly string[],
   ) {
     this.classIndex = new Map(classes.map((c, i) => [c, i]));
+    this.width = features.length;
+  }
+
+  /** What the Open Inference Protocol's metadata names as the input: the matrix's name, or "features" for one input per feature. */
+  get inputName(): string {
+    return this.input.kind === 'matrix' ? this.input.name : 'features';
+  }
+
+  /** Whether each feature has an input of its own. */
+  get perFeatureInputs(): boolean {
+    return this.input.kind === 'columns';
+  }
+
+  /** Each feature's input type, in row order. */
+  get inputTypes(): readonly InputType[] {
+    const { input } = this;
+    return input.kind === 'matrix' ? this.features.map(() => input.type) : input.types;
   }
 
   get task(): Task {
@@ -101,13 +144,17 @@ export class OnnxModel {
     }
     try {
       const modelClasses = graph.classLabels?.map(String);
-      const { inputType, layout, classes } = OnnxModel.signature(file, session, expected, modelClasses);
-      const model = new OnnxModel(session, file, expected.width, session.inputNames[0]!, inputType, layout, classes);
+      const input = OnnxModel.inputLayout(file, session, expected);
+      const { layout, classes } = OnnxModel.signature(file, session, expected, modelClasses);
+      const names = expected.features.map((f) => f.name);
+      const model = new OnnxModel(session, file, names, input, new Set(graph.encodedInputs), layout, classes);
       // A model whose input width disagrees with the expectation fails here, at start-up, not on the first request.
+      const width = names.length;
+      const warmUp = model.inputTypes.map((type) => (type === 'string' ? [''] : undefined));
       try {
-        await model.predict(new Float32Array(expected.width), 1);
+        await model.predict(new Float32Array(width), 1, warmUp);
       } catch (cause) {
-        throw new ModelShapeError(file, `a warm-up row of ${expected.width} features (as ${expected.source} lists) failed: ${(cause as Error).message}`, { cause });
+        throw new ModelShapeError(file, `a warm-up row of ${width} features (as ${expected.source} lists) failed: ${(cause as Error).message}`, { cause });
       }
       return model;
     } catch (err) {
@@ -116,17 +163,50 @@ export class OnnxModel {
     }
   }
 
-  /** Reads the input type and the output layout from the session's metadata, or says which shape is unsupported. */
+  /** Reads how rows become inputs from the session's metadata, or says which shape is unsupported or disagrees with the expectation. */
+  private static inputLayout(file: string, session: ort.InferenceSession, expected: Expectation): InputLayout {
+    const inputs = session.inputMetadata;
+    const [input] = inputs;
+    const width = expected.features.length;
+    // One [N, 1] input named after the first of several features is a column model missing the
+    // others, not a matrix of the wrong width: the column layout's message names what is missing.
+    if (inputs.length === 1 && input?.isTensor && (input.type === 'float32' || input.type === 'float64') && input.shape.length === 2 && !(width > 1 && input.shape[1] === 1 && input.name === expected.features[0]?.name)) {
+      const declaredWidth = input.shape[1];
+      if (typeof declaredWidth === 'number' && declaredWidth !== width) {
+        throw new ModelShapeError(file, `it takes ${declaredWidth} features but ${expected.source} lists ${width}; ${expected.fix}`);
+      }
+      for (const f of expected.features) {
+        if (f.kind === 'categorical') throw new ModelShapeError(file, `its one input ${describeValue(input)} takes numbers, but ${expected.source} lists feature "${f.name}" as categorical; ${expected.fix}`);
+      }
+      return { kind: 'matrix', name: input.name, type: input.type };
+    }
+    if (!inputs.every(isColumn)) throw new ModelShapeError(file, `found inputs [${inputs.map(describeValue).join('; ')}]; ${SUPPORTED}`);
+    const byName = new Map(inputs.map((m) => [m.name, m]));
+    const names = expected.features.map((f) => f.name);
+    const missing = names.filter((name) => !byName.has(name));
+    const extra = inputs.map((m) => m.name).filter((name) => !names.includes(name));
+    if (missing.length > 0 || extra.length > 0) {
+      const what = [missing.length > 0 && `no input for ${missing.join(', ')}`, extra.length > 0 && `inputs ${extra.join(', ')} that are no feature`].filter(Boolean).join(' and ');
+      throw new ModelShapeError(file, `it takes one input per feature, named after it, but has ${what} (${expected.source} lists ${names.join(', ')}); ${expected.fix}`);
+    }
+    const types = expected.features.map((f) => {
+      const m = byName.get(f.name)!;
+      const type = (m as { type: InputType }).type;
+      const refuse = (why: string) => new ModelShapeError(file, `its input ${describeValue(m)} ${why}; ${expected.fix}`);
+      if (f.kind === 'numeric' && type === 'string') throw refuse(`takes strings, but ${expected.source} lists "${f.name}" as numeric`);
+      if (f.kind === 'categorical' && (f.values === 'string') !== (type === 'string')) {
+        throw refuse(f.values === 'string' ? `takes no strings, but ${expected.source} lists "${f.name}" as a categorical feature of strings` : `takes strings, but ${expected.source} lists "${f.name}" as a categorical feature of integers`);
+      }
+      if (f.kind === 'categorical' && f.values === 'integer' && type !== 'int64') throw refuse(`is not int64, but ${expected.source} lists "${f.name}" as a categorical feature of integers`);
+      if (f.nullable && type === 'int64') throw refuse(`cannot carry a missing value (int64 has no NaN), but ${expected.source} allows null for "${f.name}"`);
+      return type;
+    });
+    return { kind: 'columns', types };
+  }
+
+  /** Reads the output layout from the session's metadata, or says which shape is unsupported. */
   private static signature(file: string, session: ort.InferenceSession, expected: Expectation, modelClasses: string[] | undefined) {
     const found = `found inputs [${session.inputMetadata.map(describeValue).join('; ')}] and outputs [${session.outputMetadata.map(describeValue).join('; ')}]`;
-    const [input] = session.inputMetadata;
-    if (session.inputMetadata.length !== 1 || !input?.isTensor || (input.type !== 'float32' && input.type !== 'float64') || input.shape.length !== 2) {
-      throw new ModelShapeError(file, `${found}; ${SUPPORTED}`);
-    }
-    const declaredWidth = input.shape[1];
-    if (typeof declaredWidth === 'number' && declaredWidth !== expected.width) {
-      throw new ModelShapeError(file, `it takes ${declaredWidth} features but ${expected.source} lists ${expected.width}; ${expected.fix}`);
-    }
     const outputs = session.outputMetadata;
     const label = outputs.find(isLabel);
     const scores = outputs.find(isScores);
@@ -145,7 +225,7 @@ export class OnnxModel {
     if (expected.task !== undefined && expected.task !== task) {
       throw new ModelShapeError(file, `${expected.source} describes a ${expected.task} model, but its outputs are those of a ${task} (${found}); ${expected.fix}`);
     }
-    if (task === 'regression') return { inputType: input.type, layout, classes: [] };
+    if (task === 'regression') return { layout, classes: [] };
 
     if (modelClasses && expected.classes && modelClasses.join('\n') !== expected.classes.join('\n')) {
       throw new ModelShapeError(file, `its classes are [${modelClasses.join(', ')}] but ${expected.source} lists [${expected.classes.join(', ')}]; ${expected.fix}`);
@@ -158,15 +238,17 @@ export class OnnxModel {
     if (typeof width === 'number' && layout.kind !== 'value' && (layout.kind === 'scores' || layout.probabilities !== undefined) && width !== classes.length) {
       throw new ModelShapeError(file, `its output ${describeValue(scores!)} has ${width} columns for ${classes.length} classes [${classes.join(', ')}]`);
     }
-    return { inputType: input.type, layout, classes };
+    return { layout, classes };
   }
 
-  /** Runs `rows` rows laid out row-major in `features`; returns the answer per row. */
-  async predict(features: Float32Array | Float64Array, rows: number): Promise<Answer> {
+  /**
+   * Runs `rows` rows laid out row-major in `features` (NaN: missing); a categorical feature's
+   * values are taken from `categorical`, where a missing string is "". Returns the answer per row.
+   */
+  async predict(features: Float32Array | Float64Array, rows: number, categorical: CategoricalColumns = NO_CATEGORIES): Promise<Answer> {
     let results: ort.InferenceSession.ReturnType;
     try {
-      const data = this.inputType === 'float32' ? (features instanceof Float32Array ? features : Float32Array.from(features)) : features instanceof Float64Array ? features : Float64Array.from(features);
-      results = await this.session.run({ [this.inputName]: new ort.Tensor(this.inputType, data, [rows, this.width]) });
+      results = await this.session.run(this.feeds(features, rows, categorical));
     } catch (cause) {
       throw new InferenceFailedError((cause as Error).message, { cause });
     }
@@ -192,6 +274,27 @@ export class OnnxModel {
 
   close(): Promise<void> {
     return this.session.release();
+  }
+
+  private feeds(features: Float32Array | Float64Array, rows: number, categorical: CategoricalColumns): ort.InferenceSession.FeedsType {
+    const { input, width } = this;
+    if (input.kind === 'matrix') {
+      const data = input.type === 'float32' ? (features instanceof Float32Array ? features : Float32Array.from(features)) : features instanceof Float64Array ? features : Float64Array.from(features);
+      return { [input.name]: new ort.Tensor(input.type, data, [rows, width]) };
+    }
+    const feeds: Record<string, ort.Tensor> = {};
+    input.types.forEach((type, f) => {
+      const sent = categorical[f];
+      let data: Float32Array | Float64Array | BigInt64Array | string[];
+      if (type === 'string') data = Array.from(sent!, (v) => (v === null ? '' : String(v)));
+      else if (type === 'int64') data = sent ? BigInt64Array.from(sent, (v) => BigInt(v as number)) : BigInt64Array.from({ length: rows }, (_, r) => BigInt(features[r * width + f]!));
+      else {
+        data = type === 'float32' ? new Float32Array(rows) : new Float64Array(rows);
+        for (let r = 0; r < rows; r++) data[r] = features[r * width + f]!;
+      }
+      feeds[this.features[f]!] = new ort.Tensor(type, data, [rows, 1]);
+    });
+    return feeds;
   }
 
   /** The values of float output `name`, which must hold `length` of them. */

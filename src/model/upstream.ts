@@ -1,9 +1,10 @@
 import { Pool } from 'undici';
 import type { ServeConfig } from '../config.js';
 import { UpstreamAnswerError, UpstreamBusyError, UpstreamStatusError, UpstreamTimeoutError, UpstreamUnreachableError } from '../errors.js';
-import type { Baseline } from './baseline.js';
+import { isCategorical, type Baseline } from './baseline.js';
 import { classAnswerFromJson } from './class-answer.js';
-import type { Answer, ClassificationAnswer, Model, Prediction, Protocol, SentRequest } from './model.js';
+import type { Answer, CategoricalColumns, ClassificationAnswer, Model, Prediction, Protocol, SentRequest } from './model.js';
+import { jsonPrediction } from '../routes/prediction-path.js';
 
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
@@ -23,10 +24,14 @@ export class UpstreamModel implements Model {
   readonly outputNames: readonly string[];
   /** A classifier upstream may answer probabilities; rows without them are simply not in the confidence histograms. */
   readonly hasProbabilities: boolean;
+  readonly tensorPerFeature: boolean;
   /** A classifier's classes, in the baseline's order; undefined for a regression. */
   private readonly classes: readonly string[] | undefined;
   private readonly protocol: Protocol;
   private readonly width: number;
+  private readonly names: readonly string[];
+  /** Each feature's V2 datatype when sent as a tensor of its own. */
+  private readonly datatypes: readonly string[];
   private readonly pool: Pool;
   private readonly path: string;
   /** Where predictions go, for messages; the origin drops any credentials in the configured URL. */
@@ -46,6 +51,9 @@ export class UpstreamModel implements Model {
     this.outputNames = this.classes ? ['label', 'probabilities'] : ['prediction'];
     this.hasProbabilities = this.classes !== undefined;
     this.width = baseline.features.length;
+    this.names = baseline.features.map((f) => f.name);
+    this.tensorPerFeature = baseline.features.some(isCategorical);
+    this.datatypes = baseline.features.map((f) => (!isCategorical(f) ? 'FP32' : f.values === 'string' ? 'BYTES' : 'INT64'));
     this.inputName = this.protocol === 'v2' ? config.upstreamInput : 'features';
     this.path = this.protocol === 'json' ? `${prefix}/predict` : `${prefix}/v2/models/${encodeURIComponent(config.upstreamModel || baseline.model)}/infer`;
     this.url = `${base.origin}${this.path}`;
@@ -63,7 +71,7 @@ export class UpstreamModel implements Model {
 
   async predict(features: Float64Array, rows: number, sent: SentRequest): Promise<Prediction> {
     const passthrough = sent.protocol === this.protocol;
-    const text = await this.post(passthrough ? sent.body : this.translate(features, rows));
+    const text = await this.post(passthrough ? sent.body : this.translate(features, rows, sent.categorical));
     let answer: unknown;
     try {
       answer = JSON.parse(text);
@@ -88,12 +96,18 @@ export class UpstreamModel implements Model {
     return this.pool.close();
   }
 
-  /** The request in the upstream's protocol, from the rows as the client sent them. */
-  private translate(features: Float64Array, rows: number): unknown {
-    if (this.protocol === 'v2') {
-      return { inputs: [{ name: this.inputName, shape: [rows, this.width], datatype: 'FP32', data: Array.from(features) }] };
-    }
-    return { instances: Array.from({ length: rows }, (_, r) => Array.from(features.subarray(r * this.width, (r + 1) * this.width))) };
+  /**
+   * The request in the upstream's protocol, from the rows as the client sent them: a missing
+   * number as null, a categorical value as sent; in V2, one tensor per feature when any is categorical.
+   */
+  private translate(features: Float64Array, rows: number, categorical: CategoricalColumns): unknown {
+    const { width } = this;
+    const value = (r: number, f: number) => categorical[f]?.[r] ?? jsonPrediction(features[r * width + f]!);
+    if (this.protocol === 'json') return { instances: Array.from({ length: rows }, (_, r) => Array.from({ length: width }, (_, f) => value(r, f))) };
+    if (!this.tensorPerFeature) return { inputs: [{ name: this.inputName, shape: [rows, width], datatype: 'FP32', data: Array.from(features, jsonPrediction) }] };
+    return {
+      inputs: this.names.map((name, f) => ({ name, shape: [rows, 1], datatype: this.datatypes[f], data: Array.from({ length: rows }, (_, r) => value(r, f)) })),
+    };
   }
 
   private async post(body: unknown): Promise<string> {

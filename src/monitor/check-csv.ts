@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { parse } from 'fast-csv';
 import { DataInvalidError } from '../errors.js';
-import type { Baseline, ClassificationBaseline } from '../model/baseline.js';
+import { isCategorical, type Baseline, type ClassificationBaseline } from '../model/baseline.js';
 import { classCountColumn } from './feature-log.js';
 
 export interface DriftCheck {
@@ -31,12 +31,25 @@ export const DEFAULT_MIN_Z = 3;
 
 const percent = (x: number) => `${(x * 100).toFixed(1)}%`;
 
-/** The means the check compares, with the feature log column each is read from. */
-function driftChecks(baseline: Baseline) {
+interface MeanCheck {
+  label: string;
+  column: string;
+  trained: number;
+  stddev: number | undefined;
+  /** A request whose rows all missed the feature logs no mean for it: the cell is empty. */
+  mayBeEmpty: boolean;
+}
+
+/** The means the check compares, with the feature log column each is read from: numeric features only, as logged. */
+function driftChecks(baseline: Baseline): MeanCheck[] {
+  const anyNullable = baseline.features.some((f) => f.nullable === true);
+  const overall = baseline.scalar_feature_mean;
   return [
     // The baseline has no spread for the overall mean; the requests' own spread stands in for it.
-    { label: 'overall feature mean', column: 'feature_mean', trained: baseline.scalar_feature_mean, stddev: undefined },
-    ...baseline.features.map((f) => ({ label: `feature "${f.name}" mean`, column: `${f.name}_mean`, trained: f.mean, stddev: f.stddev })),
+    ...(overall === null ? [] : [{ label: 'overall feature mean', column: 'feature_mean', trained: overall, stddev: undefined, mayBeEmpty: anyNullable }]),
+    ...baseline.features.flatMap((f) =>
+      isCategorical(f) ? [] : [{ label: `feature "${f.name}" mean`, column: `${f.name}_mean`, trained: f.mean, stddev: f.stddev, mayBeEmpty: f.nullable === true }],
+    ),
   ];
 }
 
@@ -49,13 +62,17 @@ export type LogRow = Record<string, string>;
  * minZ standard errors, or one OK line.
  */
 export function judgeDrift(tail: readonly LogRow[], baseline: Baseline, threshold: number, minZ: number): DriftCheck {
-  const n = tail.length;
-  // Each log row is the mean of its request's rows; the mean of n such means has variance
-  // stddev^2 * sum(1 / rows_i) / n^2 when rows are drawn from the training distribution.
-  const inverseRows = tail.reduce((sum, row) => sum + 1 / Math.max(1, Number(row.rows)), 0);
   const lines: string[] = [];
   for (const { label, column, trained, stddev } of driftChecks(baseline)) {
-    const values = tail.map((row) => Number(row[column]));
+    // An empty cell (every row of its request missed the feature) is no mean to average.
+    const logged = tail.filter((row) => row[column] !== '');
+    const n = logged.length;
+    if (n === 0) continue;
+    // Each log row is the mean of its request's rows; the mean of n such means has variance
+    // stddev^2 * sum(1 / rows_i) / n^2 when rows are drawn from the training distribution (a
+    // little more where some rows missed the feature).
+    const inverseRows = logged.reduce((sum, row) => sum + 1 / Math.max(1, Number(row.rows)), 0);
+    const values = logged.map((row) => Number(row[column]));
     const mean = values.reduce((sum, v) => sum + v, 0) / n;
     const standardError =
       stddev !== undefined ? (stddev * Math.sqrt(inverseRows)) / n : n < 2 ? 0 : Math.sqrt(values.reduce((sum, v) => sum + (v - mean) ** 2, 0) / (n - 1) / n);
@@ -71,9 +88,9 @@ export function judgeDrift(tail: readonly LogRow[], baseline: Baseline, threshol
   const drifted = lines.length > 0;
   if (!drifted) {
     const what = baseline.task === 'classification' ? 'no feature mean and no class share' : 'no feature mean';
-    lines.push(`OK: ${what} deviates more than ${percent(threshold)} (and ${minZ} standard errors) from training over the last ${n} requests`);
+    lines.push(`OK: ${what} deviates more than ${percent(threshold)} (and ${minZ} standard errors) from training over the last ${tail.length} requests`);
   }
-  return { rows: n, lines, drifted };
+  return { rows: tail.length, lines, drifted };
 }
 
 /**
@@ -109,8 +126,12 @@ const isNumber = (cell: string | undefined) => cell !== undefined && decimal.tes
  * column. prediction_mean may be empty (no prediction of the request was finite); check-csv does
  * not average it.
  */
-function wellFormed(row: LogRow, columns: readonly string[]): boolean {
-  return /^[1-9]\d*$/.test(row.rows ?? '') && (row.prediction_mean === '' || row.prediction_mean === undefined || isNumber(row.prediction_mean)) && columns.every((c) => isNumber(row[c]));
+function wellFormed(row: LogRow, columns: readonly string[], mayBeEmpty: ReadonlySet<string>): boolean {
+  return (
+    /^[1-9]\d*$/.test(row.rows ?? '') &&
+    (row.prediction_mean === '' || row.prediction_mean === undefined || isNumber(row.prediction_mean)) &&
+    columns.every((c) => isNumber(row[c]) || (mayBeEmpty.has(c) && row[c] === ''))
+  );
 }
 
 function skippedReport(lines: readonly number[]): string {
@@ -126,7 +147,9 @@ function skippedReport(lines: readonly number[]): string {
  */
 export async function checkFeatureLog({ file, baseline, last, threshold, minZ }: DriftCheckOptions): Promise<LogCheck> {
   const classColumns = baseline.task === 'classification' ? baseline.classes.map(classCountColumn) : [];
-  const columns = [...driftChecks(baseline).map((c) => c.column), ...classColumns];
+  const checks = driftChecks(baseline);
+  const columns = [...checks.map((c) => c.column), ...classColumns];
+  const mayBeEmpty = new Set(checks.filter((c) => c.mayBeEmpty).map((c) => c.column));
   // One row more than asked for, in case the last one turns out to be torn.
   const tail: LogRow[] = [];
   const skippedLines: number[] = [];
@@ -140,7 +163,7 @@ export async function checkFeatureLog({ file, baseline, last, threshold, minZ }:
   };
   await new Promise<void>((resolve, reject) => {
     const input = createReadStream(file);
-    const parser = input.pipe(parse<LogRow, LogRow>({ headers: true, strictColumnHandling: true }).validate((row: LogRow) => wellFormed(row, columns)));
+    const parser = input.pipe(parse<LogRow, LogRow>({ headers: true, strictColumnHandling: true }).validate((row: LogRow) => wellFormed(row, columns, mayBeEmpty)));
     // pipe() (and fast-csv's parseFile) does not forward a read error such as ENOENT: it would be
     // an unhandled 'error' event that kills the process. Hand it to the parser's handler below.
     input.once('error', (err) => parser.destroy(err));

@@ -2,7 +2,8 @@ import { close, closeSync, fstat, ftruncate, open, openSync, read, readSync, sta
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { FastifyBaseLogger } from 'fastify';
-import { ConfigInvalidError, CsvHeaderMismatchError } from '../errors.js';
+import { ConfigInvalidError, CsvHeaderMismatchError, DataInvalidError } from '../errors.js';
+import { isCategorical, type FeatureBaseline } from '../model/baseline.js';
 import { withinFloat32 } from './float32.js';
 import type { FeatureLogCounts } from './metrics.js';
 import { RateLimitedWarn } from './rate-limited-log.js';
@@ -67,7 +68,10 @@ const TORN_ROW_END = ',\n';
 /** Failure lines a minute at most: a log that fails and recovers every second must not flood stdout. */
 const FAILURE_LOGS_PER_MINUTE = 10;
 
-/** The log's columns; a classifier's rows end with the count of the request's rows predicted as each class. */
+/**
+ * The log's columns, given the names of the numeric features (a categorical feature has no mean);
+ * a classifier's rows end with the count of the request's rows predicted as each class.
+ */
 export function featureLogHeader(features: readonly string[], classes: readonly string[] = []): string[] {
   return ['timestamp', 'id', 'model', 'version', 'rows', 'feature_mean', 'prediction_mean', ...features.map((f) => `${f}_mean`), ...classes.map(classCountColumn)];
 }
@@ -135,8 +139,13 @@ export class FeatureLog implements FeatureLogCounts {
   private readonly between: string;
   /** Line ends in one row: one, plus any inside a quoted model name or version. */
   private readonly lineEndsPerRow: number;
-  /** Scratch for one row's feature means, reused: append runs once per accepted request. */
+  /** Scratch for one row's feature sums, reused: append runs once per accepted request. */
   private readonly means: Float64Array;
+  /** Scratch for how many of the request's rows had each feature (not missing). */
+  private readonly present: Float64Array;
+  /** The index in a row of each logged (numeric) feature, and the row's width. */
+  private readonly columns: Int32Array;
+  private readonly width: number;
   /** Scratch for one row's class counts, reused. */
   private readonly classCounts: Int32Array;
   private pending = '';
@@ -150,16 +159,20 @@ export class FeatureLog implements FeatureLogCounts {
     readonly file: string,
     model: string,
     version: string,
-    private readonly features: readonly string[],
+    features: readonly FeatureBaseline[],
     classes: readonly string[],
     private readonly log: FastifyBaseLogger,
     options: FeatureLogOptions = {},
   ) {
-    this.header = `${featureLogHeader(features, classes).map(csvField).join(',')}\n`;
+    const logged = features.filter((f) => !isCategorical(f));
+    this.header = `${featureLogHeader(logged.map((f) => f.name), classes).map(csvField).join(',')}\n`;
+    this.columns = Int32Array.from(logged, (f) => features.indexOf(f));
+    this.width = features.length;
+    this.present = new Float64Array(logged.length);
     this.classCounts = new Int32Array(classes.length);
     this.between = `,${csvField(model)},${csvField(version)},`;
     this.lineEndsPerRow = this.between.split('\n').length;
-    this.means = new Float64Array(features.length);
+    this.means = new Float64Array(logged.length);
     this.fs = { ...nodeLogFs, ...options.fs };
     this.failureLog = new RateLimitedWarn(log, FAILURE_LOGS_PER_MINUTE);
     this.checkAtStartup();
@@ -172,20 +185,30 @@ export class FeatureLog implements FeatureLogCounts {
   }
 
   /**
-   * Appends the request's row: per-feature means over its rows, the overall feature mean, the
-   * prediction mean and, for a classifier, how many rows were predicted as each class (`classes`
-   * holds each row's class index; a row of no known class counts in none).
+   * Appends the request's row: per numeric feature the mean over the rows that have it (empty when
+   * none has), the overall mean of those values, the prediction mean and, for a classifier, how
+   * many rows were predicted as each class (`classes` holds each row's class index; a row of no
+   * known class counts in none).
    */
-  append(id: string, features: Float64Array, predictions: ArrayLike<number>, rows: number, classes?: ArrayLike<number>): void {
-    const width = this.features.length;
+  append(id: string, features: Float64Array, predictions: ArrayLike<number>, rows: number, classes?: ArrayLike<number>, tag = this.between): void {
+    const { width, columns } = this;
+    const logged = columns.length;
     const featureMeans = this.means.fill(0);
+    const present = this.present.fill(0);
     let all = 0;
+    let values = 0;
     for (let r = 0; r < rows; r++) {
-      for (let f = 0; f < width; f++) featureMeans[f] += features[r * width + f]!;
+      for (let f = 0; f < logged; f++) {
+        const v = features[r * width + columns[f]!]!;
+        if (v !== v) continue;
+        featureMeans[f] += v;
+        present[f]!++;
+      }
     }
-    for (let f = 0; f < width; f++) {
+    for (let f = 0; f < logged; f++) {
       all += featureMeans[f]!;
-      featureMeans[f]! /= rows;
+      values += present[f]!;
+      featureMeans[f]! /= present[f]!;
     }
     // The mean of the predictions the metrics count; empty when none is (all non_finite), so the
     // log never holds Infinity or NaN.
@@ -203,8 +226,8 @@ export class FeatureLog implements FeatureLogCounts {
       this.stampMs = now;
       this.stamp = new Date(now).toISOString();
     }
-    let line = `${this.stamp},${id}${this.between}${rows},${all / (rows * width)},${predicted === 0 ? '' : predictionSum / predicted}`;
-    for (let f = 0; f < width; f++) line += `,${featureMeans[f]}`;
+    let line = `${this.stamp},${id}${tag}${rows},${values === 0 ? '' : all / values},${predicted === 0 ? '' : predictionSum / predicted}`;
+    for (let f = 0; f < logged; f++) line += present[f] === 0 ? ',' : `,${featureMeans[f]}`;
     if (classes) {
       const counts = this.classCounts.fill(0);
       for (let r = 0; r < rows; r++) if (classes[r]! >= 0) counts[classes[r]!]!++;
@@ -219,6 +242,17 @@ export class FeatureLog implements FeatureLogCounts {
     this.pendingRows++;
     if (this.pending.length >= FLUSH_BYTES) this.flush();
     else this.flushTimer ??= setTimeout(this.flush, FLUSH_MS);
+  }
+
+  /**
+   * The model and version columns of another version's rows, for append: every version served
+   * writes through this one writer, so rows never interleave. Refused when they hold another
+   * number of line breaks, by which whole rows are counted.
+   */
+  tag(model: string, version: string): string {
+    const tag = `,${csvField(model)},${csvField(version)},`;
+    if (tag.split('\n').length !== this.lineEndsPerRow) throw new DataInvalidError(`version ${JSON.stringify(version)}`, 'the feature log counts rows by line breaks; a version name with a line break where the other has none cannot share it');
+    return tag;
   }
 
   /**

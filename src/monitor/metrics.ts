@@ -1,5 +1,6 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { LOW_CONFIDENCE, type Baseline, type ClassificationBaseline, type RegressionBaseline } from '../model/baseline.js';
+import { isCategorical, LOW_CONFIDENCE, type Baseline, type ClassificationBaseline, type NumericFeatureBaseline, type RegressionBaseline } from '../model/baseline.js';
+import { categoryBuckets } from '../model/feature-input.js';
 import { BucketCounts } from './buckets.js';
 import type { ClassificationMonitor } from './classification.js';
 import { rangeSides } from './features.js';
@@ -31,6 +32,10 @@ export const invalidReasons = [
   'wrong_type',
   'wrong_feature_count',
   'not_a_number',
+  // A number sent for a categorical feature of strings (strings are never coerced, nor numbers to
+  // strings); a fraction or a string for an int64 input.
+  'not_a_string',
+  'not_an_integer',
   'non_finite',
   'missing_feature',
   'unknown_feature',
@@ -60,6 +65,10 @@ export const feedbackRejectReasons = [
   'unknown_field',
   'invalid_id',
   'not_a_number',
+  // A number sent for a categorical feature of strings (strings are never coerced, nor numbers to
+  // strings); a fraction or a string for an int64 input.
+  'not_a_string',
+  'not_an_integer',
   'non_finite',
   'empty_batch',
   'batch_too_large',
@@ -100,11 +109,79 @@ class ScrapeTimeMetric {
     readonly name: string,
     readonly help: string,
     readonly type: 'gauge' | 'counter' | 'histogram',
-    private readonly samples: () => Sample[],
+    readonly samples: () => Sample[],
   ) {}
 
   get() {
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.samples() };
+  }
+}
+
+/** One version's (or one comparison's) families by name, in the order they are exposed. */
+export type Families = ReadonlyMap<string, ScrapeTimeMetric>;
+
+/**
+ * Registers families on `families` with `id` on every series: what createMetrics builds one
+ * version's families with, and rollout.ts the comparison's.
+ */
+export function familyBuilder(id: Readonly<Labels>) {
+  const families = new Map<string, ScrapeTimeMetric>();
+  const register = (name: string, help: string, type: ScrapeTimeMetric['type'], samples: () => Sample[]) => {
+    families.set(name, new ScrapeTimeMetric(name, help, type, samples));
+  };
+  /** A counter over a closed enum, every value exported from 0 so that rate() sees the first one; returns its increment. */
+  const enumCounter = <V extends string>(name: string, help: string, label: string, values: readonly V[]) => {
+    const counts = new Float64Array(values.length);
+    register(name, help, 'counter', () => values.map((v, i) => ({ labels: { ...id, [label]: v }, value: counts[i]! })));
+    const index = Object.fromEntries(values.map((v, i) => [v, i])) as Record<V, number>;
+    return (v: V) => {
+      counts[index[v]]!++;
+    };
+  };
+  /** Exposition of a histogram kept as per-bucket (not cumulative) counts, the last one +Inf. */
+  const histogram = (name: string, help: string, h: Pick<BucketCounts, 'bounds' | 'counts' | 'sum' | 'count'>, extra: Labels = {}) => {
+    const labels = { ...id, ...extra };
+    register(name, help, 'histogram', () => {
+      let cumulative = 0;
+      const buckets = h.bounds.map((le, b) => {
+        cumulative += h.counts[b]!;
+        return { labels: { ...labels, le }, value: cumulative, metricName: `${name}_bucket` };
+      });
+      return [
+        ...buckets,
+        { labels: { ...labels, le: '+Inf' }, value: h.count, metricName: `${name}_bucket` },
+        { labels, value: h.sum, metricName: `${name}_sum` },
+        { labels, value: h.count, metricName: `${name}_count` },
+      ];
+    });
+  };
+  return { families: families as Families, register, enumCounter, histogram };
+}
+
+/**
+ * The app's one Registry over the families of every version served (and of their comparison).
+ * prom-client refuses a family name registered twice, so each name is registered once, its
+ * samples those of every source in turn; sources() is read at each scrape, so a version swapped
+ * in by a reload is exposed from the next scrape. A single version's exposition is what its own
+ * families alone give, in their order.
+ */
+export class MergedRegistry {
+  readonly registry = new Registry();
+
+  constructor(private readonly sources: () => readonly Families[]) {
+    collectDefaultMetrics({ register: this.registry });
+    this.sync();
+  }
+
+  /** Registers the names no source had before; after a swap, a new version may bring one (a classifier's confidence). */
+  sync(): void {
+    for (const families of this.sources()) {
+      for (const [name, first] of families) {
+        if (this.registry.getSingleMetric(name) !== undefined) continue;
+        const samples = () => this.sources().flatMap((source) => source.get(name)?.samples() ?? []);
+        this.registry.registerMetric(new ScrapeTimeMetric(name, first.help, first.type, samples) as never);
+      }
+    }
   }
 }
 
@@ -116,7 +193,7 @@ export interface FeatureLogCounts {
 }
 
 export interface Metrics {
-  readonly registry: Registry;
+  readonly families: Families;
   countRequest(outcome: RequestOutcome): void;
   countInvalid(reason: InvalidReason): void;
   countFeedbackRejected(reason: FeedbackRejectReason): void;
@@ -125,13 +202,11 @@ export interface Metrics {
   observeInference(seconds: number): void;
 }
 
-export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: FeatureLogCounts, feedback: Feedback): Metrics {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+/** `featureLog`: the CSV log's health counts, exported by the version that owns the log (undefined for the others). */
+export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: FeatureLogCounts | undefined, feedback: Feedback): Metrics {
   const id = { model: baseline.model, version: baseline.version };
   const names = baseline.features.map((f) => f.name);
-  const register = (name: string, help: string, type: ScrapeTimeMetric['type'], samples: () => Sample[]) =>
-    registry.registerMetric(new ScrapeTimeMetric(name, help, type, samples) as never);
+  const { families, register, enumCounter, histogram } = familyBuilder(id);
   const featureLabels = names.map((feature) => ({ ...id, feature }));
   const perFeature = (value: (f: number) => number): Sample[] => {
     const samples: Sample[] = [];
@@ -150,35 +225,8 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
 
   register('model_info', 'Which model and version are served (always 1).', 'gauge', () => [{ labels: id, value: 1 }]);
 
-  /** A counter over a closed enum, every value exported from 0 so that rate() sees the first one; returns its increment. */
-  const enumCounter = <V extends string>(name: string, help: string, label: string, values: readonly V[]) => {
-    const counts = new Float64Array(values.length);
-    register(name, help, 'counter', () => values.map((v, i) => ({ labels: { ...id, [label]: v }, value: counts[i]! })));
-    const index = Object.fromEntries(values.map((v, i) => [v, i])) as Record<V, number>;
-    return (v: V) => {
-      counts[index[v]]!++;
-    };
-  };
   const countRequest = enumCounter('model_requests_total', 'Requests to prediction routes, by outcome.', 'outcome', requestOutcomes);
   const countInvalid = enumCounter('model_invalid_inputs_total', 'Rejected inputs, by reason (closed enum).', 'reason', invalidReasons);
-
-  /** Exposition of a histogram kept as per-bucket (not cumulative) counts, the last one +Inf. */
-  const histogram = (name: string, help: string, h: Pick<BucketCounts, 'bounds' | 'counts' | 'sum' | 'count'>, extra: Labels = {}) => {
-    const labels = { ...id, ...extra };
-    register(name, help, 'histogram', () => {
-      let cumulative = 0;
-      const buckets = h.bounds.map((le, b) => {
-        cumulative += h.counts[b]!;
-        return { labels: { ...labels, le }, value: cumulative, metricName: `${name}_bucket` };
-      });
-      return [
-        ...buckets,
-        { labels: { ...labels, le: '+Inf' }, value: h.count, metricName: `${name}_bucket` },
-        { labels, value: h.sum, metricName: `${name}_sum` },
-        { labels, value: h.count, metricName: `${name}_count` },
-      ];
-    });
-  };
 
   const inference = new BucketCounts([0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]);
   histogram('model_inference_duration_seconds', 'Time inside the model per request, in seconds.', inference);
@@ -191,35 +239,58 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
   else registerClassification(predictions, baseline as ClassificationBaseline);
 
   const features = monitor.features;
-  register('model_feature_mean', 'Rolling mean of each feature over the last window rows.', 'gauge', () => perFeature((f) => features.window.mean(f)));
-  register('model_feature_baseline_mean', 'Training mean of each feature.', 'gauge', () => perFeature((f) => baseline.features[f]!.mean));
-  register('model_feature_baseline_stddev', 'Training standard deviation of each feature.', 'gauge', () => perFeature((f) => baseline.features[f]!.stddev));
-  register('model_feature_mean_deviation_ratio', '(rolling mean - training mean) / abs(training mean).', 'gauge', () =>
-    perFeature((f) => {
-      const trained = baseline.features[f]!.mean;
-      return (features.window.mean(f) - trained) / Math.abs(trained);
-    }),
+  /** A numeric feature's baseline, undefined for a categorical one: a mean of category codes means nothing. */
+  const numeric = baseline.features.map((f) => (isCategorical(f) ? undefined : f));
+  const numericValue = (value: (f: number, b: NumericFeatureBaseline) => number) => (f: number) => (numeric[f] === undefined ? Number.NaN : value(f, numeric[f]));
+  register('model_feature_mean', 'Rolling mean of each numeric feature over the last window rows, missing values left out.', 'gauge', () =>
+    perFeature(numericValue((f) => features.window.mean(f))),
   );
-  const sideLabels = names.flatMap((feature) => rangeSides.map((side) => ({ ...id, feature, side })));
-  register('model_feature_out_of_range_total', 'Feature values outside the training range, by side.', 'counter', () =>
-    sideLabels.map((labels, i) => ({ sharedLabels: labels, value: features.outOfRange[i]! })),
+  register('model_feature_baseline_mean', 'Training mean of each numeric feature.', 'gauge', () => perFeature(numericValue((_, b) => b.mean)));
+  register('model_feature_baseline_stddev', 'Training standard deviation of each numeric feature.', 'gauge', () => perFeature(numericValue((_, b) => b.stddev)));
+  register('model_feature_mean_deviation_ratio', '(rolling mean - training mean) / abs(training mean), numeric features.', 'gauge', () =>
+    perFeature(numericValue((f, b) => (features.window.mean(f) - b.mean) / Math.abs(b.mean))),
+  );
+  const sideLabels = names.flatMap((feature, f) => (numeric[f] ? rangeSides.map((side, s) => ({ labels: { ...id, feature, side }, at: f * 2 + s })) : []));
+  register('model_feature_out_of_range_total', 'Numeric feature values outside the training range, by side.', 'counter', () =>
+    sideLabels.map(({ labels, at }) => ({ sharedLabels: labels, value: features.outOfRange[at]! })),
   );
   register('model_window_rows', 'Rows in the rolling window now; rolling gauges mean little until it fills.', 'gauge', () => [{ labels: id, value: features.window.rows }]);
-  /** Per (feature, bin), in the FeatureMonitor's flat bin order. */
-  const bins = names.flatMap((feature, f) =>
-    baseline.features[f]!.bin_ratios.map((ratio, bin) => ({ labels: { ...id, feature, bin: String(bin) }, ratio })),
-  );
-  const perBin = (value: (flat: number) => number): Sample[] => bins.map(({ labels }, flat) => ({ sharedLabels: labels, value: value(flat) }));
-  register('model_feature_bin_total', 'Rows per feature and baseline quantile bin.', 'counter', () => perBin((flat) => features.binTotals[flat]!));
-  register('model_feature_baseline_bin_ratio', 'Share of training rows in each baseline quantile bin.', 'gauge', () => perBin((flat) => bins[flat]!.ratio));
-  register('model_feature_psi', 'Population stability index of the rolling window against the baseline bins.', 'gauge', () =>
+  /** Per (feature, bin) of the numeric features, or (feature, category) of the categorical ones, with its place in the FeatureMonitor's flat bin order. */
+  type Bucket = { labels: Readonly<Labels>; ratio: number; flat: number };
+  const bins = names.flatMap((feature, f): Bucket[] => {
+    const b = baseline.features[f]!;
+    const start = features.binStart[f]!;
+    if (isCategorical(b)) return [];
+    return b.bin_ratios.map((ratio, bin) => ({ labels: { ...id, feature, bin: String(bin) }, ratio, flat: start + bin }));
+  });
+  const categories = names.flatMap((feature, f): Bucket[] => {
+    const b = baseline.features[f]!;
+    const start = features.binStart[f]!;
+    if (!isCategorical(b)) return [];
+    return categoryBuckets(b).map((category, c) => ({ labels: { ...id, feature, category }, ratio: b.category_ratios[c]!, flat: start + c }));
+  });
+  const perBucket = (buckets: readonly Bucket[], value: (b: Bucket) => number): Sample[] => buckets.map((b) => ({ sharedLabels: b.labels, value: value(b) }));
+  register('model_feature_bin_total', 'Rows per numeric feature and baseline quantile bin.', 'counter', () => perBucket(bins, (b) => features.binTotals[b.flat]!));
+  register('model_feature_baseline_bin_ratio', 'Share of training rows in each baseline quantile bin.', 'gauge', () => perBucket(bins, (b) => b.ratio));
+  if (categories.length > 0) {
+    register('model_feature_category_total', 'Rows per categorical feature and category: the baseline\'s, __other__ (pooled in training), __unseen__ (never seen there).', 'counter', () =>
+      perBucket(categories, (b) => features.binTotals[b.flat]!),
+    );
+    register('model_feature_baseline_category_ratio', 'Share of training rows of each category, smoothed by half a row per category.', 'gauge', () => perBucket(categories, (b) => b.ratio));
+  }
+  register('model_feature_psi', 'Population stability index of the rolling window against the baseline bins, or categories.', 'gauge', () =>
     perFeature((f) => features.windowPsi(f)),
   );
-  register('model_feature_log_rows_total', 'Rows written to the CSV feature log.', 'counter', () => [{ labels: id, value: featureLog.rowsWritten }]);
-  register('model_feature_log_errors_total', 'Rows the CSV feature log failed to write.', 'counter', () => [{ labels: id, value: featureLog.rowErrors }]);
-  register('model_feature_log_lost_rows_total', 'Rows written to a CSV feature log file that was deleted before the log reopened its path.', 'counter', () => [
-    { labels: id, value: featureLog.rowsLost },
-  ]);
+  const featureSamples = (value: (f: number) => number): Sample[] => featureLabels.map((labels, f) => ({ sharedLabels: labels, value: value(f) }));
+  register('model_feature_missing_total', 'Rows where the feature was null (missing).', 'counter', () => featureSamples((f) => features.missing[f]!));
+  register('model_feature_baseline_missing_ratio', 'Share of training rows where the feature was missing.', 'gauge', () => featureSamples((f) => baseline.features[f]!.missing_ratio ?? 0));
+  if (featureLog) {
+    register('model_feature_log_rows_total', 'Rows written to the CSV feature log.', 'counter', () => [{ labels: id, value: featureLog.rowsWritten }]);
+    register('model_feature_log_errors_total', 'Rows the CSV feature log failed to write.', 'counter', () => [{ labels: id, value: featureLog.rowErrors }]);
+    register('model_feature_log_lost_rows_total', 'Rows written to a CSV feature log file that was deleted before the log reopened its path.', 'counter', () => [
+      { labels: id, value: featureLog.rowsLost },
+    ]);
+  }
 
   register('model_feedback_total', 'Ground-truth labels received, by outcome.', 'counter', () =>
     feedbackOutcomes.map((outcome, i) => ({ labels: { ...id, outcome }, value: feedback.outcomes[i]! })),
@@ -300,7 +371,7 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
   }
 
   return {
-    registry,
+    families,
     countRequest,
     countInvalid,
     countFeedbackRejected,

@@ -101,6 +101,12 @@ export class PredictionStore {
     return slot;
   }
 
+  /** Whether this row id is remembered now, matched or not; unlike match(), it marks nothing. */
+  has(rowId: string): boolean {
+    this.expire(this.clock());
+    return this.find(rowId) >= 0;
+  }
+
   prediction(slot: number): number {
     return this.predictions[slot]!;
   }

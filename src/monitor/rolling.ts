@@ -1,5 +1,6 @@
 /**
- * Means of the last `capacity` rows of `width` columns. A push only stores the row: rows come on
+ * Means of the last `capacity` rows of `width` columns, a NaN (a missing value) left out of its
+ * column's mean. A push only stores the row: rows come on
  * every request, means are read once a scrape, so the sums are recomputed from the ring when a
  * read follows a push (O(capacity * width), some microseconds a scrape). Summing the window
  * afresh also keeps the means exact: running sums would drift by rounding as values come and go.
@@ -7,6 +8,8 @@
 export class RollingMeans {
   private readonly ring: Float64Array;
   private readonly sums: Float64Array;
+  /** Values that are not NaN per column in the window. */
+  private readonly present: Float64Array;
   private next = 0;
   private filled = 0;
   private stale = false;
@@ -17,6 +20,7 @@ export class RollingMeans {
   ) {
     this.ring = new Float64Array(width * capacity);
     this.sums = new Float64Array(width);
+    this.present = new Float64Array(width);
   }
 
   get rows(): number {
@@ -46,15 +50,21 @@ export class RollingMeans {
   mean(column: number): number {
     if (this.filled === 0) return Number.NaN;
     if (this.stale) this.resum();
-    return this.sums[column]! / this.filled;
+    return this.present[column] === 0 ? Number.NaN : this.sums[column]! / this.present[column]!;
   }
 
   private resum(): void {
-    const { ring, sums, width } = this;
+    const { ring, sums, present, width } = this;
     this.stale = false;
     sums.fill(0);
+    present.fill(0);
     for (let i = 0; i < this.filled * width; i += width) {
-      for (let f = 0; f < width; f++) sums[f]! += ring[i + f]!;
+      for (let f = 0; f < width; f++) {
+        const v = ring[i + f]!;
+        if (v !== v) continue;
+        sums[f]! += v;
+        present[f]!++;
+      }
     }
   }
 }

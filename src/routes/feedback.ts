@@ -15,7 +15,7 @@ const outcome = { type: 'string', enum: [...feedbackOutcomes] };
  * model_requests_total or model_invalid_inputs_total.
  */
 export default async function feedbackRoutes(app: FastifyInstance) {
-  const { feedback, config, metrics, baseline } = app.watch;
+  const { feedback, config, baseline } = app.watch;
   const classes = baseline.task === 'classification' ? baseline.classes : undefined;
   const classIndex = classes && new Map(classes.map((c, i) => [c, i]));
   app.removeContentTypeParser('text/plain');
@@ -40,7 +40,7 @@ export default async function feedbackRoutes(app: FastifyInstance) {
       rejected = fromBodyParser(error, request, config.bodyLimit, feedbackBodyHint);
     }
     if (rejected) {
-      metrics.countFeedbackRejected(rejected.reason);
+      app.watch.metrics.countFeedbackRejected(rejected.reason);
       return send(reply, rejected.error);
     }
     request.log.error({ err: error }, 'feedback failed');
@@ -76,7 +76,7 @@ export default async function feedbackRoutes(app: FastifyInstance) {
         }
         return index;
       });
-      const outcomes = batch.map((label, i) => feedback.label(label.id, actuals[i]!));
+      const outcomes = batch.map((label, i) => app.rollout.label(label.id, actuals[i]!));
       return labels ? { outcomes } : { id, outcome: outcomes[0] };
     },
   );

@@ -3,7 +3,7 @@ import { OPENMETRICS_CONTENT_TYPE, toOpenMetrics, wantsOpenMetrics, withoutNaN }
 
 /** GET /metrics: the Prometheus text format, or OpenMetrics when the scraper asks for it (Prometheus does). */
 export default async function metricsRoutes(app: FastifyInstance) {
-  const { registry } = app.watch.metrics;
+  const { registry } = app.rollout.registry;
   app.get('/metrics', { config: { answersUnderPressure: true } }, async (request, reply) => {
     const text = withoutNaN(await registry.metrics());
     if (wantsOpenMetrics(request.headers.accept)) {

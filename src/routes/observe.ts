@@ -12,18 +12,18 @@ import { ID_HEADER, preparePredictionRoutes } from './prediction-path.js';
  */
 export default async function observeRoutes(app: FastifyInstance) {
   const { watch } = app;
-  const { featureNames, config } = watch;
+  const { featureNames, specs, codes, config } = watch;
   const classes = watch.baseline.task === 'classification' ? watch.baseline.classes : undefined;
   preparePredictionRoutes(app, {
     hint: observeBodyHint,
-    explain: (error, body) => explainValidation(error, body, featureNames, config.maxBatchRows, true),
+    explain: (error, body) => explainValidation(error, body, specs, config.maxBatchRows, true),
   });
 
   app.post<{ Body: ObserveBody }>(
     '/observe',
     {
       schema: {
-        body: observeBodySchema(featureNames, config.maxBatchRows, classes !== undefined),
+        body: observeBodySchema(specs, config.maxBatchRows, classes !== undefined),
         response: { 200: { type: 'object', properties: { id: { type: 'string' }, ids: { type: 'array', items: { type: 'string' } } } } },
       },
     },
@@ -41,7 +41,8 @@ export default async function observeRoutes(app: FastifyInstance) {
       const answer: Answer = classes
         ? classAnswerFromJson(classes, answers, probabilityList)
         : { task: 'regression', values: Float64Array.from(answers as (number | null)[], (p) => p ?? Number.NaN) };
-      const ids = watch.record(toMatrix(rowsIn, featureNames), answer, rowsIn.length);
+      // Another service's model answered: recorded as the primary's, whatever version serves now.
+      const ids = app.watch.record(toMatrix(rowsIn, featureNames, codes).values, answer, rowsIn.length);
       reply.header(ID_HEADER, ids.requestId);
       return instances ? { ids: ids.rowIds } : { id: ids.requestId };
     },

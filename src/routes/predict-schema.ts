@@ -1,4 +1,5 @@
 import type { FastifyError } from 'fastify';
+import { categoricalColumns, type CategoryCodes, type FeatureSpec, type ReadRows } from '../model/feature-input.js';
 import { FLOAT32_MAX } from '../monitor/float32.js';
 import type { InvalidReason } from '../monitor/metrics.js';
 
@@ -7,9 +8,13 @@ import type { InvalidReason } from '../monitor/metrics.js';
 export const predictBodyHint = '{"features": [...]} or {"instances": [[...], ...]}';
 export const observeBodyHint = '{"features": [...], "prediction": p} or {"instances": [[...], ...], "predictions": [p, ...]}';
 
+/** A feature's value: a number, a categorical feature's string, or null where it may be missing. */
+type FeatureValue = number | string | null;
+export type Row = FeatureValue[] | Record<string, FeatureValue>;
+
 export interface PredictBody {
-  features?: number[] | Record<string, number>;
-  instances?: (number[] | Record<string, number>)[];
+  features?: Row;
+  instances?: Row[];
 }
 
 /** What another service's model saw and said; null is a prediction that was not finite. */
@@ -21,21 +26,33 @@ export interface ObserveBody extends PredictBody {
   probabilities?: Record<string, number> | Record<string, number>[];
 }
 
+/** Integers an int64 input takes exactly from a JSON number (a double). */
+const MAX_EXACT_INTEGER = Number.MAX_SAFE_INTEGER;
+
+/** The JSON schema of one feature's value: strings are never numbers, nor numbers strings. */
+function valueSchema(spec: FeatureSpec) {
+  const bound = spec.json === 'integer' ? MAX_EXACT_INTEGER : FLOAT32_MAX;
+  const type = spec.nullable ? [spec.json, 'null'] : spec.json;
+  return spec.json === 'string' ? { type } : { type, minimum: -bound, maximum: bound };
+}
+
 /**
  * The body schema of POST /predict, and the rows of /observe. One row is either positional (an array of exactly
- * `names.length` numbers) or named (an object with exactly those keys); `if`/`then`/`else`
+ * `specs.length` values in feature order) or named (an object with exactly those keys); `if`/`then`/`else`
  * rather than `oneOf` so that a bad row gets the error of the form it tried, not of both.
  */
-export function predictBodySchema(names: readonly string[], maxBatchRows: number) {
-  const value = { type: 'number', minimum: -FLOAT32_MAX, maximum: FLOAT32_MAX };
+export function predictBodySchema(specs: readonly FeatureSpec[], maxBatchRows: number) {
+  const names = specs.map((s) => s.name);
+  const values = specs.map(valueSchema);
+  const uniform = values.every((v) => JSON.stringify(v) === JSON.stringify(values[0]));
   const row = {
     if: { type: 'array' },
-    then: { type: 'array', minItems: names.length, maxItems: names.length, items: value },
+    then: { type: 'array', minItems: names.length, maxItems: names.length, items: uniform ? values[0] : values },
     else: {
       type: 'object',
       required: [...names],
       additionalProperties: false,
-      properties: Object.fromEntries(names.map((name) => [name, value])),
+      properties: Object.fromEntries(names.map((name, f) => [name, values[f]])),
     },
   };
   return {
@@ -53,8 +70,8 @@ export function predictBodySchema(names: readonly string[], maxBatchRows: number
  * Predictions are not bounded to float32, since no model here reads them; that there is one per
  * row the handler checks, as a schema cannot compare two lists' lengths.
  */
-export function observeBodySchema(names: readonly string[], maxBatchRows: number, classifier: boolean) {
-  const predict = predictBodySchema(names, maxBatchRows);
+export function observeBodySchema(specs: readonly FeatureSpec[], maxBatchRows: number, classifier: boolean) {
+  const predict = predictBodySchema(specs, maxBatchRows);
   // A classifier's answer is a label (a class name, or an integer class) with, optionally, its
   // probabilities as a map of class to probability, as /predict answers them.
   const prediction = classifier ? { type: ['string', 'integer'] } : { type: ['number', 'null'] };
@@ -104,7 +121,7 @@ export function explainWholeBody(body: unknown, hint: string): { reason: 'empty_
 export function explainValidation(
   error: FastifyError,
   body: unknown,
-  names: readonly string[],
+  specs: readonly FeatureSpec[],
   maxBatchRows: number,
   withPredictions = false,
 ): { reason: InvalidReason; message: string } {
@@ -112,17 +129,24 @@ export function explainValidation(
   if (whole) return whole;
   const { keyword, instancePath: path, params } = firstComplaint(error);
   const at = pointer(path);
-  const expectedRow = `${names.length} numbers in the order ${names.join(', ')}, or an object with those keys`;
+  const names = specs.map((s) => s.name);
+  const numeric = specs.every((s) => s.json === 'number');
+  const expectedRow = `${names.length} ${numeric ? 'numbers' : 'values'} in the order ${names.join(', ')}, or an object with those keys`;
   const expectedFields = withPredictions ? '"features" with "prediction", or "instances" with "predictions"' : '"features" or "instances"';
   switch (keyword) {
     case 'type': {
-      const types = [params.type].flat();
+      const types = [params.type].flat() as string[];
+      const orNull = types.includes('null') ? ' or null' : '';
+      if (types.includes('string')) return { reason: 'not_a_string', message: `${at} must be a string${orNull} (a category), got ${describe(lookup(body, path))}` };
+      if (types.includes('integer')) {
+        return { reason: 'not_an_integer', message: `${at} must be an integer${orNull}, got ${typeof lookup(body, path) === 'number' ? String(lookup(body, path)) : describe(lookup(body, path))}` };
+      }
       // JSON.parse turns 1e400 into Infinity, which the schema's number type refuses.
       if (types.includes('number') && typeof lookup(body, path) === 'number') {
         return { reason: 'non_finite', message: `${at} must be a finite number, got ${String(lookup(body, path))} (the JSON number overflows a double)` };
       }
       if (types.includes('number')) {
-        return { reason: 'not_a_number', message: `${at} must be a number${types.includes('null') ? ' or null' : ''}, got ${describe(lookup(body, path))}` };
+        return { reason: 'not_a_number', message: `${at} must be a number${orNull}, got ${describe(lookup(body, path))}` };
       }
       if (path === '/instances') return { reason: 'wrong_type', message: `body.instances must be a list of rows, each ${expectedRow}` };
       if (path === '/predictions') return { reason: 'wrong_type', message: 'body.predictions must be a list of numbers, one per row of body.instances' };
@@ -130,6 +154,9 @@ export function explainValidation(
     }
     case 'minimum':
     case 'maximum':
+      if (Math.abs(Number(params.limit)) === MAX_EXACT_INTEGER) {
+        return { reason: 'non_finite', message: `${at} must be an integer an int64 input takes exactly (|x| <= ${MAX_EXACT_INTEGER}), got ${String(lookup(body, path))}` };
+      }
       return { reason: 'non_finite', message: `${at} must be a finite number within float32 range (|x| <= ${FLOAT32_MAX}), got ${String(lookup(body, path))}` };
     case 'minItems':
     case 'maxItems': {
@@ -162,18 +189,37 @@ export function explainValidation(
 }
 
 /**
- * Lays validated rows out row-major as sent (float64): the rolling means are the means of what the
- * client sent; the in-process model converts them to its float32 input.
+ * Lays validated rows out row-major as sent (float64, null as NaN): the rolling means are the
+ * means of what the client sent; the in-process model converts them to its float32 input. A
+ * categorical value is kept as sent, for the model, and laid out as its code, for the monitor.
  */
-export function toMatrix(rowsIn: readonly (number[] | Record<string, number>)[], names: readonly string[]): Float64Array {
+export function toMatrix(rowsIn: readonly Row[], names: readonly string[], codes: CategoryCodes): ReadRows {
   const width = names.length;
-  const values = new Float64Array(rowsIn.length * width);
+  const rows = rowsIn.length;
+  const values = new Float64Array(rows * width);
+  const categorical = categoricalColumns(codes, width, rows);
   // Plain loops copying value by value: TypedArray.set from a JS array and a forEach callback cost
   // more per row than all of Monitor.record.
-  for (let r = 0, i = 0; r < rowsIn.length; r++) {
-    const row = rowsIn[r]!;
-    if (Array.isArray(row)) for (let f = 0; f < width; f++) values[i++] = row[f]!;
-    else for (let f = 0; f < width; f++) values[i++] = row[names[f]!]!;
+  if (!codes.any) {
+    for (let r = 0, i = 0; r < rows; r++) {
+      const row = rowsIn[r]! as (number | null)[] | Record<string, number | null>;
+      if (Array.isArray(row)) for (let f = 0; f < width; f++) values[i++] = row[f] ?? Number.NaN;
+      else for (let f = 0; f < width; f++) values[i++] = row[names[f]!] ?? Number.NaN;
+    }
+    return { values, categorical };
   }
-  return values;
+  for (let r = 0, i = 0; r < rows; r++) {
+    const row = rowsIn[r]!;
+    const positional = Array.isArray(row);
+    for (let f = 0; f < width; f++, i++) {
+      const v = positional ? row[f]! : row[names[f]!]!;
+      const column = categorical[f];
+      if (column === undefined) values[i] = v === null ? Number.NaN : (v as number);
+      else {
+        column[r] = v;
+        values[i] = codes.code(f, v);
+      }
+    }
+  }
+  return { values, categorical };
 }

@@ -8,10 +8,10 @@ import { jsonPrediction, jsonPredictions, jsonPredictionSchema as prediction, pr
  */
 export default async function predictRoutes(app: FastifyInstance) {
   const { watch } = app;
-  const { featureNames, config } = watch;
+  const { featureNames, specs, codes, config } = watch;
   preparePredictionRoutes(app, {
     hint: predictBodyHint,
-    explain: (error, body) => explainValidation(error, body, featureNames, config.maxBatchRows),
+    explain: (error, body) => explainValidation(error, body, specs, config.maxBatchRows),
   });
 
   const classes = watch.baseline.task === 'classification' ? watch.baseline.classes : undefined;
@@ -22,7 +22,7 @@ export default async function predictRoutes(app: FastifyInstance) {
     '/predict',
     {
       schema: {
-        body: predictBodySchema(featureNames, config.maxBatchRows),
+        body: predictBodySchema(specs, config.maxBatchRows),
         response: {
           200: {
             type: 'object',
@@ -41,8 +41,9 @@ export default async function predictRoutes(app: FastifyInstance) {
       const { features, instances } = request.body;
       const rowsIn = instances ?? [features!];
       const rows = rowsIn.length;
-      const sent = { protocol: 'json', body: request.body } as const;
-      return predictAndAnswer(watch, reply, toMatrix(rowsIn, featureNames), rows, sent, (answer, { rowIds }) => {
+      const { values, categorical } = toMatrix(rowsIn, featureNames, codes);
+      const sent = { protocol: 'json', body: request.body, categorical } as const;
+      return predictAndAnswer(app.rollout, request, reply, values, rows, sent, (answer, { rowIds }) => {
         if (answer.task === 'regression') {
           return instances ? { ids: rowIds, predictions: jsonPredictions(answer.values) } : { id: rowIds[0], prediction: jsonPrediction(answer.values[0]!) };
         }

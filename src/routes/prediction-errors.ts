@@ -66,10 +66,11 @@ export function invalidInput(reason: InvalidReason, message: string): FastifyErr
  * with a body that names the field; anything else is the model's or the server's fault and counts
  * as outcome="error".
  */
-export function predictionErrorHandler(metrics: Metrics, form: PredictionForm, bodyLimit: number) {
+export function predictionErrorHandler(metricsFor: (request: FastifyRequest) => Metrics, form: PredictionForm, bodyLimit: number) {
   const { hint, explain, errorText } = form;
   return function handle(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
     if (clientGone(error)) return send(reply, error, errorText);
+    const metrics = metricsFor(request);
     let rejected: { reason: InvalidReason; error: FastifyError } | undefined;
     const handlerReason = (error as { reason?: InvalidReason }).reason;
     if (error.validation) {

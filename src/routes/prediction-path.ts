@@ -1,6 +1,7 @@
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { probabilityMap } from '../model/class-answer.js';
 import type { Answer, ClassificationAnswer, SentRequest } from '../model/model.js';
+import { VERSION_HEADER, type Rollout } from '../rollout.js';
 import type { RecordedIds, Watch } from '../watch.js';
 import { predictionErrorHandler, type PredictionForm } from './prediction-errors.js';
 
@@ -21,29 +22,35 @@ export const jsonPredictionSchema = { type: ['number', 'null'], description: 'nu
 export function preparePredictionRoutes(app: FastifyInstance, form: PredictionForm): void {
   // Fastify would otherwise accept text/plain as a string body.
   app.removeContentTypeParser('text/plain');
-  app.setErrorHandler(predictionErrorHandler(app.watch.metrics, form, app.watch.config.bodyLimit));
+  app.setErrorHandler(predictionErrorHandler((request) => app.rollout.metricsFor(request), form, app.watch.config.bodyLimit));
 }
 
 /**
- * The path of every prediction after validation: the model (in-process or upstream) answers and
- * is timed, rows and answers are recorded once, and the client gets the upstream's own answer
- * unchanged when there is one, else `format`'s.
+ * The path of every prediction after validation: the rollout picks the version that answers
+ * (`version`: the one a V2 path names), its model (in-process or upstream) answers and is timed,
+ * rows and answers are recorded once, a shadow candidate gets the same rows after the answer, and
+ * the client gets the upstream's own answer unchanged when there is one, else `format`'s.
  */
 export async function predictAndAnswer(
-  watch: Watch,
+  rollout: Rollout,
+  request: FastifyRequest,
   reply: FastifyReply,
   values: Float64Array,
   rows: number,
   sent: SentRequest,
-  format: (answer: Answer, ids: RecordedIds) => object,
+  format: (answer: Answer, ids: RecordedIds, watch: Watch) => object,
+  version?: string,
 ) {
+  const watch = rollout.choose(request, version);
   const started = process.hrtime.bigint();
-  const prediction = await watch.model.predict(values, rows, sent);
+  const prediction = await rollout.predict(watch, values, rows, sent);
   watch.metrics.observeInference(Number(process.hrtime.bigint() - started) / 1e9);
   const ids = watch.record(values, prediction.answer, rows);
+  rollout.shadow(watch, values, rows, sent, prediction.answer, ids);
   reply.header(ID_HEADER, ids.requestId);
+  if (rollout.candidate) reply.header(VERSION_HEADER, watch.baseline.version);
   if (prediction.upstreamBody !== undefined) return reply.type('application/json').send(prediction.upstreamBody);
-  return format(prediction.answer, ids);
+  return format(prediction.answer, ids, watch);
 }
 
 /** A classifier's probabilities per row as class-to-probability maps (null where they are none); undefined for a model without them. */

@@ -21,6 +21,7 @@ const CONTRACT_ALERTS = [
   'ModelPredictionOutlierRatioHigh',
   'ModelFeatureOutOfRangeRatioHigh',
   'ModelFeatureDistributionShift',
+  'ModelFeatureMissingRatioHigh',
   'ModelInvalidInputRatioHigh',
   'ModelInferenceLatencyHigh',
   'ModelPredictionErrorHigh',

@@ -6,14 +6,15 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, type AppOptions } from '../../src/app.js';
 import { parseServeConfig } from '../../src/config.js';
-import type { RegressionBaseline } from '../../src/model/baseline.js';
+import type { NumericFeatureBaseline, RegressionBaseline } from '../../src/model/baseline.js';
 
 interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
 export const repoRoot = new URL('../../', import.meta.url).pathname;
-export const diabetesBaseline = JSON.parse(readFileSync(join(repoRoot, 'models/diabetes/baseline.json'), 'utf8')) as RegressionBaseline;
+/** The diabetes model's baseline; every feature of it is numeric. */
+export const diabetesBaseline = JSON.parse(readFileSync(join(repoRoot, 'models/diabetes/baseline.json'), 'utf8')) as Omit<RegressionBaseline, 'features'> & { features: NumericFeatureBaseline[] };
 export const featureNames = diabetesBaseline.features.map((f) => f.name);
 
 const trainLines = readFileSync(join(repoRoot, 'models/diabetes/train.csv'), 'utf8')

@@ -17,6 +17,7 @@ import { buildBaseline } from '../../src/model/build-baseline.js';
 import { CONFIDENCE_BUCKETS, PROBABILITY_BUCKETS } from '../../src/monitor/classification.js';
 import { psi } from '../../src/monitor/psi.js';
 import { featureNames, repoRoot, tempDir, trainRows, trainTargets } from '../helpers/app.js';
+import { escapeRegex } from '../helpers/grafana.js';
 import { JOB, post, startApps, startPrometheus, startTraffic, waitFor, type Prometheus, type Sample, type Target } from './harness.js';
 
 interface Query {
@@ -69,8 +70,6 @@ const BATCH = 25;
 // training range, so each feature's panels have data whichever feature is selected.
 const drift = (row: number[]) => row.map((v) => v * 1.6);
 
-/** A variable value as Grafana writes it into a PromQL regex matcher (its prometheusRegularEscape). */
-const escapeRegex = (value: string) => value.replace(/\\/g, '\\\\\\\\').replace(/[$^*{}[\]'+?.()|]/g, '\\\\$&');
 
 /** Replaces $name, ${name}, ${name:format} and [[name]]; an unknown variable is left for the caller to catch. */
 function substitute(expr: string, values: ReadonlyMap<string, string>): string {

@@ -1,0 +1,100 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import type { Baseline, NumericFeatureBaseline } from '../src/model/baseline.js';
+import { encodeLinearOnnx } from '../src/model/onnx-linear.js';
+import { mulberry32 } from '../src/random.js';
+import { eventually, predict, sample, scrape, tempDir, testApp } from './helpers/app.js';
+import { requireBinary, runBinary } from './helpers/binaries.js';
+import { runCli } from './helpers/cli.js';
+import { escapeRegex } from './helpers/grafana.js';
+import { modelFamilies, promtoolCheckMetrics } from './helpers/promtool.js';
+import { postJson } from './helpers/sidecar.js';
+
+/** sklearn's own column names, and what else a header may hold: dots, unicode, a backslash, a comma, a quote. */
+const names = ['sepal length (cm)', 'a.b', '温度 °C', 'back\\slash', 'comma, name', "it's"];
+const csvCell = (name: string) => (/[",]/.test(name) ? `"${name.replace(/"/g, '""')}"` : name);
+
+async function modelDir(t: Test) {
+  const dir = await tempDir(t);
+  const random = mulberry32(3);
+  const rows = Array.from({ length: 80 }, () => names.map(() => Math.round(random() * 1000) / 100));
+  const lines = [[...names, 'target'].map(csvCell).join(','), ...rows.map((row) => [...row, Math.round(random() * 100)].join(','))];
+  await writeFile(join(dir, 'train.csv'), `${lines.join('\n')}\n`);
+  await writeFile(join(dir, 'model.onnx'), encodeLinearOnnx({ weights: names.map((_, i) => i + 1), bias: 2 }));
+  const result = await runCli(['baseline', '--data', join(dir, 'train.csv'), '--model', join(dir, 'model.onnx'), '--target', 'target', '--name', 'names', '--out', join(dir, 'baseline.json')]);
+  t.equal(result.stderr, '', 'baseline accepts every name');
+  return { dir, rows };
+}
+
+t.test('any column name works in named JSON, V2, the feature log, check-csv and the metrics', async (t) => {
+  const { dir, rows } = await modelDir(t);
+  const baseline = JSON.parse(await readFile(join(dir, 'baseline.json'), 'utf8')) as Baseline;
+  t.same(baseline.features.map((f) => f.name), names, 'the header, unquoted');
+  const { app, csv } = await testApp(t, ['--model-dir', dir]);
+
+  const positional = await predict(app, { features: rows[0] });
+  const named = await predict(app, { features: Object.fromEntries(names.map((name, i) => [name, rows[0]![i]])) });
+  t.equal(named.statusCode, 200, named.body);
+  t.equal(named.json().prediction, positional.json().prediction, 'the names map to the inputs in the baseline\'s order');
+  const missing = await predict(app, { features: Object.fromEntries(names.slice(1).map((name, i) => [name, rows[0]![i + 1]])) });
+  t.equal(missing.json().message, 'body.features is missing feature "sepal length (cm)"; expected sepal length (cm), a.b, 温度 °C, back\\slash, comma, name, it\'s');
+  const v2 = await postJson(app, '/v2/models/names/infer', { inputs: [{ name: 'input', shape: [1, names.length], datatype: 'FP32', data: rows[0] }] });
+  t.equal(v2.statusCode, 200, v2.body);
+
+  const m = await scrape(app);
+  t.equal(sample(m, 'model_feature_baseline_mean{model="names",version="1",feature="back\\\\slash"}'), (baseline.features[3] as NumericFeatureBaseline).mean, 'a backslash is escaped in the label');
+  t.equal(sample(m, 'model_feature_baseline_mean{model="names",version="1",feature="温度 °C"}'), (baseline.features[2] as NumericFeatureBaseline).mean, 'unicode as it is');
+  const { code, output } = await promtoolCheckMetrics(`${modelFamilies(m)}\n`);
+  t.equal(output, '', 'promtool reads every label');
+  t.equal(code, 0);
+
+  await eventually(async () => (await readFile(csv, 'utf8')).split('\n').length === 5, 'three rows logged');
+  const [header] = (await readFile(csv, 'utf8')).split('\n');
+  t.equal(header, 'timestamp,id,model,version,rows,feature_mean,prediction_mean,sepal length (cm)_mean,a.b_mean,温度 °C_mean,back\\slash_mean,"comma, name_mean",it\'s_mean');
+  // Drift is not the point: check-csv reads each <name>_mean column of that header, or fails naming the one it misses.
+  const check = await runCli(['check-csv', '--file', csv, '--model-dir', dir, '--last', '3', '--min-z', '0', '--threshold', '1000']);
+  t.equal(check.stderr, '');
+  t.equal(check.stdout, 'OK: no feature mean deviates more than 100000.0% (and 0 standard errors) from training over the last 3 requests\n');
+});
+
+t.test('the dashboard\'s feature=~"$feature" selects each name as Grafana escapes it, alone and as "All"', async (t) => {
+  const dashboard = await readFile(new URL('../grafana/dashboards/modelwatch.json', import.meta.url), 'utf8');
+  t.same([...new Set(dashboard.match(/feature[=!~]+\\"[^"\\]*\\"/g))], ['feature=~\\"$feature\\"'], 'the only feature matcher');
+  const series = (name: string) => `model_feature_mean{feature="${name.replace(/\\/g, '\\\\')}"}`;
+  const selections = [...names.map((name) => [name]), names];
+  const tests = selections.map((selected) => ({
+    interval: '1m',
+    input_series: names.map((name, i) => ({ series: series(name), values: String(i) })),
+    promql_expr_test: [
+      {
+        expr: `model_feature_mean{feature=~"${selected.length === 1 ? escapeRegex(selected[0]!) : `(${selected.map(escapeRegex).join('|')})`}"}`,
+        eval_time: '0m',
+        exp_samples: selected.map((name) => ({ labels: series(name), value: names.indexOf(name) })),
+      },
+    ],
+  }));
+  const dir = await tempDir(t);
+  const file = join(dir, 'names.test.yml');
+  await writeFile(file, JSON.stringify({ rule_files: [], tests }));
+  const result = await runBinary(await requireBinary('promtool'), ['test', 'rules', file]);
+  t.equal(result.code, 0, `${result.stdout}${result.stderr}`);
+});
+
+t.test('a name that cannot be used is refused by baseline, with the reason', async (t) => {
+  const dir = await tempDir(t);
+  const out = join(dir, 'baseline.json');
+  const cases: [string, string][] = [
+    ['prediction', "column 2 (\"prediction\") cannot be a feature: its name would make the feature log's column prediction_mean, which is already the mean prediction; rename it, or leave it out with --ignore"],
+    ['"bp ""mmHg"""', 'column 2 ("bp \\"mmHg\\"") cannot be a feature: its name holds a double quote, which Grafana writes unescaped into the dashboard\'s queries (feature=~"$feature"); rename it, or leave it out with --ignore'],
+    ['', 'column 2 ("") cannot be a feature: its name is empty; rename it, or leave it out with --ignore'],
+    ['a', 'column 2 ("a") repeats the name of an earlier feature column'],
+  ];
+  for (const [column, message] of cases) {
+    const data = join(dir, 'train.csv');
+    await writeFile(data, `a,${column},pred\n1,2,3\n4,5,6\n`);
+    const result = await runCli(['baseline', '--data', data, '--prediction-column', 'pred', '--out', out]);
+    t.equal(result.stderr, `modelwatch baseline: MW_ERR_DATA_INVALID ${data}: ${message}\n`, column);
+  }
+  await t.rejects(readFile(out), { code: 'ENOENT' }, 'no baseline written');
+});

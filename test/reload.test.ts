@@ -1,0 +1,64 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import t from 'tap';
+import { diabetesBaseline, eventually, logCapture, predict, sample, scrape, tempDir, testApp, trainRows } from './helpers/app.js';
+import { swapLink, versionDir } from './helpers/rollout.js';
+
+t.test('hot reload under a client loop: no request fails, the new version serves after, a bad pair is refused', async (t) => {
+  const dir = await tempDir(t);
+  const link = join(dir, 'model');
+  await swapLink(link, await versionDir(join(dir, 'v1'), '1'));
+  const { logged, logStream } = logCapture();
+  const { app } = await testApp(t, ['--model-dir', link, '--log-level', 'info'], { reloadIntervalMs: 50, logStream });
+  const { app: newAlone } = await testApp(t, ['--model-dir', await versionDir(join(dir, 'alone'), '2', { scale: 1.3 })]);
+  const newAnswer = (await predict(newAlone, { features: trainRows[0] })).json().prediction as number;
+
+  // Four clients send rows back to back until told to stop, through every swap below.
+  const statuses = new Map<number, number>();
+  let stop = false;
+  let last: number | undefined;
+  const client = async () => {
+    for (let i = 0; i < 100_000 && !stop; i++) {
+      const response = await predict(app, { features: trainRows[0] });
+      statuses.set(response.statusCode, (statuses.get(response.statusCode) ?? 0) + 1);
+      last = response.json().prediction;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  };
+  const clients = Promise.all([client(), client(), client(), client()]);
+  const info = async () => {
+    const m = await scrape(app);
+    return { v1: sample(m, 'model_info{model="diabetes",version="1"}'), v2: sample(m, 'model_info{model="diabetes",version="2"}'), m };
+  };
+
+  await eventually(async () => (statuses.get(200) ?? 0) >= 200, 'the clients under way');
+  await swapLink(link, await versionDir(join(dir, 'v2'), '2', { scale: 1.3 }));
+  await eventually(async () => (await info()).v2 === 1, 'the poll to swap version 2 in');
+  const swapped = await info();
+  t.equal(swapped.v1, undefined, 'model_info shows only the new version');
+  t.equal(sample(swapped.m, 'model_reloads_total{model="diabetes",role="primary",outcome="ok"}'), 1);
+
+  const refusedBefore = logged.filter((l) => l.msg === 'reload refused: version 2 keeps serving').length;
+  const broken = await versionDir(join(dir, 'v3'), '3');
+  await writeFile(join(broken, 'model.onnx'), 'not an onnx model');
+  await swapLink(link, broken);
+  await app.reloader.check(); // what SIGUSR2 does
+  const features = diabetesBaseline.features.map((f, i) => (i === 0 ? { ...f, name: 'years' } : f));
+  const renamed = await versionDir(join(dir, 'v4'), '4', { baseline: { features } });
+  await swapLink(link, renamed);
+  await app.reloader.check();
+  stop = true;
+  await clients;
+
+  t.same([...statuses.keys()], [200], `every answer was a 200 (${statuses.get(200)} requests)`);
+  t.equal(last, newAnswer, 'the clients were answered by the new model at the end');
+  const after = await info();
+  t.equal(after.v2, 1, 'version 2 still serves after the refused pairs');
+  t.equal(sample(after.m, 'model_reloads_total{model="diabetes",role="primary",outcome="ok"}'), 1);
+  t.equal(sample(after.m, 'model_reloads_total{model="diabetes",role="primary",outcome="failed"}'), 2, 'both refusals counted');
+  const refusals = logged.filter((l) => l.msg === 'reload refused: version 2 keeps serving').slice(refusedBefore);
+  t.equal(refusals.length, 2);
+  t.match((refusals[0]!.err as { message: string }).message, /model file .*model\/model.onnx cannot be loaded: invalid wire type/, 'the log says why: the model does not load');
+  t.match((refusals[1]!.err as { message: string }).message, /^the model dir .*model is refused: its features differ from the primary's at position 1: "years" where the primary has "age"/, 'or the pair does not fit');
+  t.equal((await predict(app, { features: trainRows[0] })).json().prediction, newAnswer);
+});
