@@ -60,7 +60,8 @@ export async function buildApp(config: ServeConfig, options: AppOptions = {}): P
     // One log line per request would cost more than the monitoring itself; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
     // Input is validated exactly as sent: no coercion of "12" to 12, no silent dropping of unknown keys.
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+    // allowUnionTypes: a classifier's label is a class name or an integer class, one type list.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false, allowUnionTypes: true } },
   }) as unknown as FastifyInstance;
   if (web.main) secureServer(app, web.main);
   let featureLog: FeatureLog | undefined;
