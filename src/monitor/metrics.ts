@@ -208,15 +208,19 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
   const names = baseline.features.map((f) => f.name);
   const { families, register, enumCounter, histogram } = familyBuilder(id);
   const featureLabels = names.map((feature) => ({ ...id, feature }));
-  const perFeature = (value: (f: number) => number): Sample[] => {
+  /**
+   * One sample per label set of `labels` with a value; a value that is NaN or Inf is omitted: a
+   * rolling gauge before the first row, a deviation from a training mean of 0.
+   */
+  const finiteSamples = (labels: readonly Readonly<Labels>[], value: (i: number) => number): Sample[] => {
     const samples: Sample[] = [];
-    for (let f = 0; f < names.length; f++) {
-      const v = value(f);
-      // Omitted rather than NaN or Inf: before the first row, or a deviation from a training mean of 0.
-      if (Number.isFinite(v)) samples.push({ sharedLabels: featureLabels[f]!, value: v });
+    for (let i = 0; i < labels.length; i++) {
+      const v = value(i);
+      if (Number.isFinite(v)) samples.push({ sharedLabels: labels[i]!, value: v });
     }
     return samples;
   };
+  const perFeature = (value: (f: number) => number): Sample[] => finiteSamples(featureLabels, value);
   /** A gauge with one value, omitted while it has none (NaN). */
   const single = (value: () => number) => (): Sample[] => {
     const v = value();
@@ -337,14 +341,7 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
   /** The families of a classifier; `class` is always one of the baseline's classes, so the series are fixed at start. */
   function registerClassification(classification: ClassificationMonitor, b: ClassificationBaseline) {
     const classLabels = b.classes.map((cls) => ({ ...id, class: cls }));
-    const perClass = (value: (c: number) => number): Sample[] => {
-      const samples: Sample[] = [];
-      for (let c = 0; c < classLabels.length; c++) {
-        const v = value(c);
-        if (Number.isFinite(v)) samples.push({ sharedLabels: classLabels[c]!, value: v });
-      }
-      return samples;
-    };
+    const perClass = (value: (c: number) => number): Sample[] => finiteSamples(classLabels, value);
     register('model_prediction_class_total', 'Rows predicted as each class.', 'counter', () => perClass((c) => classification.classTotals[c]!));
     register('model_prediction_class_share', 'Share of each class among the last window predictions.', 'gauge', () => perClass((c) => classification.share(c)));
     register('model_prediction_baseline_class_share', 'Share of each class among the predictions on the training data.', 'gauge', () =>
