@@ -7,7 +7,13 @@ import type { FastifyInstance } from 'fastify';
  * process past the deadline its orchestrator counts on; the feature log is flushed either way and
  * the process exits 0, saying how many connections were cut. A second signal exits at once: an
  * operator pressing Ctrl-C again wants out.
+ *
+ * Node closes idle keep-alive connections once, when the close begins; a request in flight then
+ * leaves its connection idle and open after its answer, and a client that sends nothing more on it
+ * would hold the process to the deadline. So idle connections are closed again until the end.
  */
+const IDLE_SWEEP_MS = 100;
+
 export function stopOnSignals(app: FastifyInstance, timeoutMs: number): void {
   let stopping = false;
   const stop = async (signal: NodeJS.Signals) => {
@@ -18,6 +24,7 @@ export function stopOnSignals(app: FastifyInstance, timeoutMs: number): void {
     stopping = true;
     app.log.info({ signal, timeoutMs }, 'stopping: finishing in-flight requests and flushing the feature log');
     let cut: Promise<number> | undefined;
+    const idleSweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
     const deadline = setTimeout(() => {
       cut = new Promise((resolve) =>
         app.server.getConnections((err, open) => {
@@ -39,6 +46,7 @@ export function stopOnSignals(app: FastifyInstance, timeoutMs: number): void {
       process.exitCode = 1;
     } finally {
       clearTimeout(deadline);
+      clearInterval(idleSweep);
     }
   };
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, (s: NodeJS.Signals) => void stop(s));

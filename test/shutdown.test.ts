@@ -169,3 +169,26 @@ t.test('a second signal exits at once, with a warning', async (t) => {
   t.ok(lines.some((l) => l.msg === 'stopping: finishing in-flight requests and flushing the feature log' && l.signal === 'SIGTERM'));
   t.ok(lines.some((l) => String(l.msg).startsWith('second signal') && l.signal === 'SIGINT' && l.level === 40));
 });
+
+t.test('a keep-alive client answered during the stop and then quiet does not hold the process to the timeout', async (t) => {
+  const TIMEOUT_MS = 20_000;
+  const { child, exit, port } = await startServing(t, ['--shutdown-timeout-ms', String(TIMEOUT_MS)]);
+  const { socket } = await stalledRequest(port);
+  t.teardown(() => socket.destroy());
+  let answer = '';
+  socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const signalled = Date.now();
+  child.kill('SIGTERM');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  // The rest of the body: the request in flight completes, on a keep-alive connection the client then leaves open.
+  const body = JSON.stringify({ features: trainRows[0] }).slice('{"features":['.length);
+  socket.write(body.padEnd(100 - '{"features":['.length, ' '));
+  const result = await exit;
+  const took = Date.now() - signalled;
+  t.match(answer, /^HTTP\/1\.1 200 /, 'the request in flight was answered 200');
+  t.equal(result.code, 0, 'exit code 0');
+  t.ok(took < 5000, `exited once its one request was answered (${took} ms), not after the ${TIMEOUT_MS} ms timeout`);
+  const stopped = logLines(result.stdout).filter((l) => String(l.msg).startsWith('stopped'));
+  t.same(stopped.map(({ level, connections }) => ({ level, connections })), [{ level: 30, connections: 0 }], 'no connection had to be cut');
+});
