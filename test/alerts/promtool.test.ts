@@ -14,7 +14,7 @@ const promDir = join(root, 'prometheus');
 // set external labels in a test, so the promtool tests see the path alone.
 const RUNBOOK_URL = '{{ $externalLabels.runbook_base }}/prometheus/RUNBOOK.md';
 
-/** The alerts of docs/alerts.md: the regression contract, then the classifier alerts. */
+/** The alerts of docs/alerts.md: the regression contract, the classifier alerts, then the rollout alert. */
 const CONTRACT_ALERTS = [
   'ModelFeatureMeanDrift',
   'ModelPredictionMeanShift',
@@ -30,6 +30,7 @@ const CONTRACT_ALERTS = [
   'ModelPredictedClassShift',
   'ModelAccuracyDrop',
   'ModelLowConfidence',
+  'ModelCandidateDiverges',
 ];
 
 interface Rule {
