@@ -11,10 +11,10 @@ import { loadRows } from '../src/simulate.js';
 import { root } from '../test/helpers/cli.js';
 import { measureClassifierMonitor } from './classifier-monitor.js';
 import { measureInProcess, type InProcessResult } from './in-process.js';
-import { startServer, type Server } from './load.js';
+import { median, startServer, type Server } from './load.js';
 import { rssGrowth } from './memory.js';
 import { overload, type Latencies } from './overload.js';
-import { bodies, compare, type Throughput } from './throughput.js';
+import { bodies, compare, type Comparison, type Throughput } from './throughput.js';
 import { writeWideModel } from './wide-model.js';
 
 const defaults = {
@@ -34,6 +34,7 @@ const rerun = `npm run bench -- ${Object.keys(defaults).map((name) => `--${name}
 
 const diabetesDir = join(root, 'models/diabetes');
 const work = await mkdtemp(join(tmpdir(), 'modelwatch-bench-'));
+const batchUnit = (batch: number) => (batch === 1 ? 'req' : 'rows');
 const print = (line = '') => process.stdout.write(`${line}\n`);
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const mb = (bytes: number) => `${fmt(bytes / 2 ** 20, 1)} MB`;
@@ -53,8 +54,13 @@ try {
 
   const { rows } = await loadRows(join(diabetesDir, 'train.csv'), 'target');
   const classifierNsPerRow = measureClassifierMonitor(diabetesDir, rows);
-  const servers: Server[] = [await modelwatch('modelwatch', 'http.csv'), await startServer('floor', 'bench/floor-server.ts', [])];
-  const http = new Map<number, Map<string, Throughput>>();
+  // A/B/C rounds: modelwatch, the bare server (the goal), the floor (modelwatch's response shape, ids included).
+  const servers: Server[] = [
+    await modelwatch('modelwatch', 'http.csv'),
+    await startServer('bare', 'bench/bare-server.ts', []),
+    await startServer('floor', 'bench/floor-server.ts', []),
+  ];
+  const http = new Map<number, Comparison>();
   try {
     for (const batch of [1, 64]) {
       http.set(batch, await compare(servers, bodies(rows, batch), {
@@ -77,21 +83,44 @@ try {
   const shed = await overload(guarded, bodies(rows, 1024, 1)[0]!, num('overload-connections'), num('overload-seconds'), rows[0]!).finally(() => guarded.stop());
 
   print();
-  print('| POST /predict | modelwatch | floor | ratio | goal |');
-  print('| --- | --- | --- | --- | --- |');
-  for (const [batch, byServer] of http) {
+  // Ratios modelwatch/reference: throughput (higher is better), server CPU per request and p99 (lower is better).
+  const ratios = (byServer: Map<string, Throughput>, reference: string, batch: number) => {
     const mw = byServer.get('modelwatch')!;
-    const floor = byServer.get('floor')!;
-    const line = (what: string, a: number, b: number, digits: number, goal: string) =>
-      print(`| batch ${batch}: ${what} | ${fmt(a, digits)} | ${fmt(b, digits)} | ${fmt(a / b, 2)} | ${goal} |`);
-    line('requests/s', mw.requestsPerSecond, floor.requestsPerSecond, 0, batch === 1 ? '>= 0.90' : '');
-    line('rows/s', mw.rowsPerSecond, floor.rowsPerSecond, 0, batch === 64 ? '>= 0.95' : '');
-    line('p50 ms', mw.p50, floor.p50, 2, '');
-    line('p99 ms', mw.p99, floor.p99, 2, '<= 1.20');
-    line('server CPU us/request', mw.cpuMicrosPerRequest, floor.cpuMicrosPerRequest, 1, '');
-    if (mw.non200 + floor.non200 > 0) print(`| batch ${batch}: non-200 answers | ${mw.non200} | ${floor.non200} | | 0 |`);
+    const ref = byServer.get(reference)!;
+    return {
+      throughput: batch === 1 ? mw.requestsPerSecond / ref.requestsPerSecond : mw.rowsPerSecond / ref.rowsPerSecond,
+      cpu: mw.cpuMicrosPerRequest / ref.cpuMicrosPerRequest,
+      p99: mw.p99 / ref.p99,
+    };
+  };
+  for (const reference of ['bare', 'floor']) {
+    print(`modelwatch / ${reference}, ${num('rounds')} rounds of ${num('seconds')} s each (A/B/C in turn), ${num('connections')} connections; rate is req/s at batch 1, rows/s at batch 64:`);
+    print(`| batch | round | rate ratio | server CPU/request ratio | p99 ratio | modelwatch rate | ${reference} rate | modelwatch CPU us/req | ${reference} CPU us/req | modelwatch p99 ms | ${reference} p99 ms |`);
+    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    for (const [batch, { rounds }] of http) {
+      const each = rounds.map((byServer) => ratios(byServer, reference, batch));
+      rounds.forEach((byServer, round) => {
+        const mw = byServer.get('modelwatch')!;
+        const ref = byServer.get(reference)!;
+        const rate = (t: Throughput) => (batch === 1 ? t.requestsPerSecond : t.rowsPerSecond);
+        const r = each[round]!;
+        print(
+          `| ${batch} | ${round + 1} | ${fmt(r.throughput, 2)} | ${fmt(r.cpu, 2)} | ${fmt(r.p99, 2)} | ${fmt(rate(mw))} | ${fmt(rate(ref))} | ` +
+            `${fmt(mw.cpuMicrosPerRequest, 1)} | ${fmt(ref.cpuMicrosPerRequest, 1)} | ${fmt(mw.p99, 2)} | ${fmt(ref.p99, 2)} |`,
+        );
+      });
+      const med = (pick: (t: Throughput) => number) => fmt(median(rounds.map((byServer) => pick(byServer.get('modelwatch')!))), 2);
+      const medRef = (pick: (t: Throughput) => number) => fmt(median(rounds.map((byServer) => pick(byServer.get(reference)!))), 2);
+      const rate = (t: Throughput) => (batch === 1 ? t.requestsPerSecond : t.rowsPerSecond);
+      print(
+        `| ${batch} | **median** (${batchUnit(batch)}/s) | **${fmt(median(each.map((r) => r.throughput)), 2)}** | **${fmt(median(each.map((r) => r.cpu)), 2)}** | **${fmt(median(each.map((r) => r.p99)), 2)}** | ` +
+          `${med(rate)} | ${medRef(rate)} | ${med((t) => t.cpuMicrosPerRequest)} | ${medRef((t) => t.cpuMicrosPerRequest)} | ${med((t) => t.p99)} | ${medRef((t) => t.p99)} |`,
+      );
+      const non200 = [...http.get(batch)!.overall].filter(([, t]) => t.non200 > 0);
+      if (non200.length > 0) print(`| ${batch} | non-200 answers: ${non200.map(([name, t]) => `${name} ${t.non200}`).join(', ')} | | | | | | | | | |`);
+    }
+    print();
   }
-  print();
   print('| in-process (CPU time) | 10 features | 200 features | goal |');
   print('| --- | --- | --- | --- |');
   const [narrow, wide] = inProcess as [InProcessResult, InProcessResult];

@@ -49,7 +49,14 @@ function summarise(results: Measured[], batch: number): Throughput {
  * Each server in turn, A/B/A/B..., so drift in the machine's load (other processes, thermal)
  * falls on both alike. Each server is warmed up first; only the timed rounds count.
  */
-export async function compare(servers: Server[], body: string[], options: ThroughputOptions): Promise<Map<string, Throughput>> {
+export interface Comparison {
+  /** Over all timed rounds together, by server name. */
+  overall: Map<string, Throughput>;
+  /** One map a round, by server name. */
+  rounds: Map<string, Throughput>[];
+}
+
+export async function compare(servers: Server[], body: string[], options: ThroughputOptions): Promise<Comparison> {
   const run = async (server: Server, duration: number): Promise<Measured> => {
     const cpuBefore = server.cpuSeconds();
     const result = await load({ port: server.port, bodies: body, connections: options.connections, duration });
@@ -60,5 +67,8 @@ export async function compare(servers: Server[], body: string[], options: Throug
   for (let round = 0; round < options.rounds; round++) {
     for (const server of servers) results.get(server.name)!.push(await run(server, options.seconds));
   }
-  return new Map(servers.map((s) => [s.name, summarise(results.get(s.name)!, options.batch)]));
+  return {
+    overall: new Map(servers.map((s) => [s.name, summarise(results.get(s.name)!, options.batch)])),
+    rounds: Array.from({ length: options.rounds }, (_, round) => new Map(servers.map((s) => [s.name, summarise([results.get(s.name)![round]!], options.batch)]))),
+  };
 }
