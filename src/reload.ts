@@ -138,5 +138,9 @@ export class Reloader {
     this.count(role, 'ok');
     this.log.info({ role, dir, version: version.baseline.version, previous: serving.baseline.version }, `reload: version ${version.baseline.version} swapped in for ${serving.baseline.version}`);
     await this.rollout.replace(role, watch).catch((err: Error) => this.log.warn({ err, role, version: serving.baseline.version }, 'the version swapped out failed to close'));
+    // The candidate's model_prediction_value takes the primary's bucket bounds, which a new
+    // primary baseline moves: forgetting the candidate's signature reloads it, in this same
+    // check (the candidate dir comes after the primary's), paired with the new primary.
+    if (role === 'primary') this.signatures.delete('candidate');
   }
 }

@@ -62,3 +62,32 @@ t.test('hot reload under a client loop: no request fails, the new version serves
   t.match((refusals[1]!.err as { message: string }).message, /^the model dir .*model is refused: its features differ from the primary's at position 1: "years" where the primary has "age"/, 'or the pair does not fit');
   t.equal((await predict(app, { features: trainRows[0] })).json().prediction, newAnswer);
 });
+
+t.test('a reloaded primary re-pairs the candidate: its prediction histogram takes the new primary\'s bucket bounds', async (t) => {
+  const dir = await tempDir(t);
+  const link = join(dir, 'model');
+  await swapLink(link, await versionDir(join(dir, 'v1'), '1'));
+  const candidateDir = await versionDir(join(dir, 'candidate'), 'c1');
+  const { app } = await testApp(t, ['--model-dir', link, '--candidate-dir', candidateDir, '--rollout', 'shadow'], { reloadIntervalMs: 0 });
+  const bounds = (m: string, version: string) => {
+    const prefix = `model_prediction_value_bucket{model="diabetes",version="${version}",le="`;
+    return m.split('\n').filter((l) => l.startsWith(prefix)).map((l) => l.slice(prefix.length, l.indexOf('"', prefix.length)));
+  };
+  const before = await scrape(app);
+  t.same(bounds(before, 'c1'), bounds(before, '1'), 'the candidate starts on the primary\'s bounds');
+
+  // Version 2's training predictions are 1.3 times version 1's: other quantiles, other bounds.
+  const { prediction } = diabetesBaseline;
+  const scaled = { ...prediction, mean: prediction.mean * 1.3, stddev: prediction.stddev * 1.3, min: prediction.min * 1.3, max: prediction.max * 1.3, quantiles: Object.fromEntries(Object.entries(prediction.quantiles).map(([q, v]) => [q, v * 1.3])) };
+  await swapLink(link, await versionDir(join(dir, 'v2'), '2', { scale: 1.3, baseline: { prediction: scaled } }));
+  await app.reloader.check();
+  t.equal((await predict(app, { features: trainRows[0] })).statusCode, 200);
+  await app.rollout.settled();
+  const after = await scrape(app);
+  const primaryBounds = bounds(after, '2');
+  t.notSame(primaryBounds, bounds(before, '1'), 'the new primary has other bounds');
+  t.same(bounds(after, 'c1'), primaryBounds, 'the candidate follows them');
+  t.equal(sample(after, 'model_prediction_value_count{model="diabetes",version="c1"}'), 1, 'the re-paired candidate predicted the shadow row');
+  t.equal(sample(after, 'model_reloads_total{model="diabetes",role="primary",outcome="ok"}'), 1);
+  t.equal(sample(after, 'model_reloads_total{model="diabetes",role="candidate",outcome="ok"}'), 1, 'the re-pairing is a candidate reload');
+});
