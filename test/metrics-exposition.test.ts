@@ -53,6 +53,12 @@ t.test('exact exposition after a known sequence of requests', async (t) => {
     has(`model_prediction_value_bucket{${id},le="${le}"} ${predictions.filter((p) => p <= le).length}`);
   }
   has(`model_prediction_value_bucket{${id},le="+Inf"} 8`);
+  // The same buckets not cumulative: bin i holds (bound i-1, bound i], the last bin the rest.
+  const bounds = [-Infinity, ...predictionBuckets(baseline), Infinity];
+  for (let bin = 0; bin < bounds.length - 1; bin++) {
+    has(`model_prediction_bin_total{${id},bin="${bin}"} ${predictions.filter((p) => p > bounds[bin]! && p <= bounds[bin + 1]!).length}`);
+  }
+  t.equal([...lines].filter((l) => l.startsWith('model_prediction_bin_total{')).length, bounds.length - 1, 'one bin per bucket, +Inf included, no more');
   has(`model_window_rows{${id}} ${WINDOW}`);
 
   // Rolling means over the last WINDOW rows, computed here from the rows sent.

@@ -326,6 +326,12 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
         return regression.count;
       },
     });
+    // The histogram's buckets again, not cumulative: PromQL cannot subtract a bucket's lower
+    // neighbour, and the PSI between two versions (the rollout rules) needs the rows of each bin.
+    const binLabels = Array.from(regression.buckets, (_, bin) => ({ ...id, bin: String(bin) }));
+    register('model_prediction_bin_total', 'Predictions per bucket of model_prediction_value, not cumulative: bin i holds (le of bucket i-1, le of bucket i], the last bin what is above the last bound.', 'counter', () =>
+      binLabels.map((labels, bin) => ({ sharedLabels: labels, value: regression.buckets[bin]! })),
+    );
     register('model_prediction_mean', 'Rolling mean of the last window predictions.', 'gauge', single(() => regression.window.mean(0)));
     register('model_prediction_baseline_mean', 'Mean prediction on the training data.', 'gauge', () => [{ labels: id, value: b.prediction.mean }]);
     const errors = feedback.errors as RegressionErrors;
