@@ -243,7 +243,8 @@ t.test('alert contract', async (t) => {
         // The first aggregation yields the series' labels; later ones may be coarser
         // denominators joined with ignoring(...) group_left.
         if (i === 0) {
-          for (const extra of level.split('_').filter((l) => l !== 'model')) {
+          // primary_version is one label of two words: the level of a pair of versions.
+          for (const extra of level.replace('primary_version', 'primary-version').split('_').map((l) => l.replace('-', '_')).filter((l) => l !== 'model')) {
             t.ok(labels.includes(extra), `${r.record}: level "${level}" keeps ${extra}`);
           }
         }
