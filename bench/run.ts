@@ -13,6 +13,7 @@ import { measureClassifierMonitor } from './classifier-monitor.js';
 import { measureInProcess, type InProcessResult } from './in-process.js';
 import { median, startServer, type Server } from './load.js';
 import { rssGrowth } from './memory.js';
+import { startupTimes } from './startup.js';
 import { overload, type Latencies } from './overload.js';
 import { bodies, compare, type Comparison, type Throughput } from './throughput.js';
 import { writeWideModel } from './wide-model.js';
@@ -51,6 +52,8 @@ try {
   for (const [dir, requests] of [[diabetesDir, num('record-requests')], [wideDir, num('record-requests') / 4]] as const) {
     inProcess.push(await measureInProcess(dir, join(work, `record-${inProcess.length}.csv`), requests));
   }
+
+  const startup = await startupTimes(['--version'], 10);
 
   const { rows } = await loadRows(join(diabetesDir, 'train.csv'), 'target');
   const classifierNsPerRow = measureClassifierMonitor(diabetesDir, rows);
@@ -136,6 +139,10 @@ try {
   for (const { rows: n, bytes } of memory.rss) print(`| after ${fmt(n)} rows | ${mb(bytes)} | |`);
   print(`| growth from 10,000 to 1,000,000 rows | ${mb(memory.rss.at(-1)!.bytes - memory.rss[0]!.bytes)} | < 20 MB |`);
   if (memory.non200 > 0) print(`| non-200 answers | ${memory.non200} | 0 |`);
+  print();
+  print('| start-up of the compiled CLI, wall ms over 10 runs | min | median | max | goal |');
+  print('| --- | --- | --- | --- | --- |');
+  print(`| modelwatch --version | ${fmt(startup.minMs)} | ${fmt(startup.medianMs)} | ${fmt(startup.maxMs)} | < 500 |`);
   print();
   const statuses = (s: Record<string, number>) => Object.entries(s).map(([code, n]) => `${n} x ${code}`).join(', ');
   print(`overload: ${num('overload-connections')} connections sending batches of 1024 rows for ${num('overload-seconds')} s (default guard options); npm run bench:storm repeats it`);

@@ -38,11 +38,11 @@ const roles = (config: ServeConfig): Role[] => (config.candidateDir === '' ? ['p
  */
 export async function buildApp(config: ServeConfig, options: AppOptions = {}): Promise<FastifyInstance> {
   const web = webConfigs(config);
-  const loaded = [await loadVersion(config, config.modelDir)];
+  const loaded = [await loadVersion(config, 'primary', config.modelDir)];
   const [primary] = loaded as [Version];
   try {
     if (config.candidateDir !== '') {
-      loaded.push(await loadVersion(config, config.candidateDir));
+      loaded.push(await loadVersion(config, 'candidate', config.candidateDir));
       const problem = candidateProblem(primary.baseline, loaded[1]!.baseline);
       if (problem) throw new VersionMismatchError(config.candidateDir, problem);
     }

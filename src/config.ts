@@ -29,6 +29,7 @@ export const serveOptions = {
   csv: { type: 'string', default: 'feature_log.csv', description: 'feature log path; empty string turns the log off' },
   maxBatchRows: { type: 'integer', minimum: 1, maximum: 100_000, default: 1024, description: 'most rows accepted in one request' },
   upstream: { type: 'string', default: '', description: 'sidecar mode: the model server to forward predictions to, e.g. http://127.0.0.1:9000; empty runs model.onnx in-process' },
+  candidateUpstream: { type: 'string', default: '', description: 'sidecar mode with --candidate-dir: the model server of the candidate version, speaking --upstream-protocol as the primary\'s does; --candidate-dir then needs only baseline.json' },
   upstreamProtocol: { type: 'string', enum: ['json', 'v2'], default: 'json', description: 'what the upstream speaks: json (POST /predict, as modelwatch does) or v2 (the Open Inference Protocol, POST /v2/models/NAME/infer)' },
   upstreamModel: { type: 'string', default: '', description: 'model name on a v2 upstream; empty means the baseline\'s model name' },
   upstreamInput: { type: 'string', minLength: 1, default: 'input', description: 'input tensor name on a v2 upstream, for /predict requests translated to V2' },
@@ -154,11 +155,18 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
   if (config.metricsPort !== 0 && config.metricsPort === config.port) {
     throw new ConfigInvalidError(`--metrics-port ${config.metricsPort} / --port ${config.port}`, 'the metrics port must differ from the port, or be 0 to serve /metrics on --port');
   }
-  if (config.upstream !== '' && !(URL.canParse(config.upstream) && /^https?:$/.test(new URL(config.upstream).protocol))) {
-    throw new ConfigInvalidError(`--upstream / ${envName('upstream')} = ${JSON.stringify(config.upstream)}`, 'expected an http:// or https:// URL such as http://127.0.0.1:9000');
+  for (const key of ['upstream', 'candidateUpstream'] as const) {
+    const url = config[key];
+    if (url !== '' && !(URL.canParse(url) && /^https?:$/.test(new URL(url).protocol))) {
+      throw new ConfigInvalidError(`--${flagName(key)} / ${envName(key)} = ${JSON.stringify(url)}`, 'expected an http:// or https:// URL such as http://127.0.0.1:9000');
+    }
   }
-  if (config.candidateDir !== '' && config.upstream !== '') {
-    throw new ConfigInvalidError(`--candidate-dir / --upstream`, 'a candidate runs in-process, beside an in-process primary; a sidecar cannot shadow or canary yet');
+  // Both versions run where the primary does: in-process, or each behind its own upstream.
+  if (config.candidateUpstream !== '' && (config.upstream === '' || config.candidateDir === '')) {
+    throw new ConfigInvalidError(`--candidate-upstream / ${envName('candidateUpstream')} = ${JSON.stringify(config.candidateUpstream)}`, 'a sidecar candidate needs --upstream for the primary and --candidate-dir for its baseline.json');
+  }
+  if (config.candidateDir !== '' && config.upstream !== '' && config.candidateUpstream === '') {
+    throw new ConfigInvalidError(`--candidate-dir / --upstream`, 'a sidecar\'s candidate is predicted by its own model server: add --candidate-upstream URL');
   }
   return Object.freeze(config);
 }

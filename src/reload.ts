@@ -19,11 +19,12 @@ export interface Version {
 /**
  * Loads the baseline and the model of `dir`, with the warm-up prediction, so a bad pair fails
  * here: before any port opens at start-up, before the swap on a reload. A sidecar's model runs
- * upstream: only the baseline is read, and no model.onnx is needed.
+ * upstream: only the baseline is read, and no model.onnx is needed; a sidecar's candidate is the
+ * same with --candidate-upstream.
  */
-export async function loadVersion(config: ServeConfig, dir: string): Promise<Version> {
+export async function loadVersion(config: ServeConfig, role: Role, dir: string): Promise<Version> {
   const baseline = await loadBaseline(join(dir, 'baseline.json'));
-  if (config.upstream !== '') return { baseline, model: new UpstreamModel(config, baseline) };
+  if (config.upstream !== '') return { baseline, model: new UpstreamModel(config, baseline, role === 'primary' ? config.upstream : config.candidateUpstream) };
   const onnx = await OnnxModel.load(join(dir, 'model.onnx'), {
     features: baseline.features.map((f) => ({ name: f.name, kind: f.kind ?? 'numeric', values: isCategorical(f) ? f.values : undefined, nullable: f.nullable })),
     task: baseline.task ?? 'regression',
@@ -124,7 +125,7 @@ export class Reloader {
     let version: Version | undefined;
     let watch: Watch;
     try {
-      version = await loadVersion(this.config, dir);
+      version = await loadVersion(this.config, role, dir);
       const { primary, candidate } = this.rollout;
       const problem = role === 'primary' ? (candidate && candidate.baseline.version === version.baseline.version ? `its version ${JSON.stringify(version.baseline.version)} is the candidate's` : pairProblem(primary.baseline, version.baseline)) : candidateProblem(primary.baseline, version.baseline);
       if (problem) throw new VersionMismatchError(dir, problem);

@@ -18,15 +18,9 @@ function bin(args: string[], env: Record<string, string> = {}): Promise<CliResul
   return finished(spawn(process.execPath, ['bin/modelwatch.js', ...args], { cwd: root, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }));
 }
 
-t.test('--version prints the package version, well under half a second', async (t) => {
-  const times: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    const start = process.hrtime.bigint();
-    t.same(await bin(['--version']), { code: 0, signal: null, stdout: `${pkg.version}\n`, stderr: '' });
-    times.push(Number(process.hrtime.bigint() - start) / 1e6);
-  }
-  // The best of three: a machine busy with other tests slows a run, not the code.
-  t.ok(Math.min(...times) < 500, `fastest --version took ${Math.min(...times).toFixed(0)} ms`);
+// How fast it starts is measured by npm run bench, not asserted here: a timing depends on the machine.
+t.test('--version prints the package version and nothing else', async (t) => {
+  t.same(await bin(['--version']), { code: 0, signal: null, stdout: `${pkg.version}\n`, stderr: '' });
 });
 
 t.test('the bare command, --help and -h print the usage and exit 0', async (t) => {

@@ -40,11 +40,13 @@ export class UpstreamModel implements Model {
   private readonly maxPending: number;
   private pending = 0;
 
+  /** `upstream`: the primary's --upstream, or a candidate's --candidate-upstream. */
   constructor(
     private readonly config: ServeConfig,
     baseline: Baseline,
+    upstream: string,
   ) {
-    const base = new URL(config.upstream);
+    const base = new URL(upstream);
     const prefix = base.pathname.replace(/\/+$/, '');
     this.protocol = config.upstreamProtocol;
     this.classes = baseline.task === 'classification' ? baseline.classes : undefined;
