@@ -90,7 +90,7 @@ t.test('variables: datasource, job, instance, model, version, feature', async (t
 t.test('rows', async (t) => {
   t.same(
     rows.map((r) => r.title),
-    ['Traffic and health', 'Predictions', 'Classification', 'Features', 'Distribution drift', 'Ground truth', 'Firing alerts'],
+    ['Traffic and health', 'Predictions', 'Classification', 'Features', 'Distribution drift', 'Ground truth', 'Rollout: candidate vs primary', 'Firing alerts'],
   );
 });
 
@@ -143,7 +143,8 @@ t.test('every modelwatch selector is filtered by the dashboard variables', async
       const where = `"${panel.title}" ${target.refId}: ${m[1]}`;
       const recorded = m[1]!.includes(':');
       t.ok(m[2], `${where} has a label selector`);
-      for (const v of ['job', 'model', 'version']) t.match(m[2] ?? '', `${v}=~"$${v}"`, `${where} filters ${v}`);
+      // model_reloads_total is per model: a reload is what changes the version.
+      for (const v of m[1] === 'model_reloads_total' ? ['job', 'model'] : ['job', 'model', 'version']) t.match(m[2] ?? '', `${v}=~"$${v}"`, `${where} filters ${v}`);
       if (recorded) t.notMatch(m[2] ?? '', 'instance=', `${where} is fleet-wide, not filtered by instance`);
       else t.match(m[2] ?? '', 'instance=~"$instance"', `${where} filters instance`);
       const perFeature = recorded ? m[1]!.split(':')[0]!.split('_').includes('feature') : /^model_feature_/.test(m[1]!) && m[1] !== 'model_feature_log_rows_total';
@@ -198,6 +199,17 @@ t.test('the panels the issue asks for', async (t) => {
     ['Ground truth', 'feedback store entries', /^model_feedback_store_entries\{/],
     ['Ground truth', 'feedback store evictions', /sum by \(reason\) \(rate\(model_feedback_evictions_total\{/],
     ['Ground truth', 'abs error distribution', /^sum by \(le\) \(rate\(model_prediction_abs_error_bucket\{/],
+    ['Rollout: candidate vs primary', 'rows predicted per version', /^sum by \(model, version\) \(rate\(model_prediction_value_count\{.* or rate\(model_prediction_class_total\{/],
+    ['Rollout: candidate vs primary', 'requests answered per version', /^sum by \(model, version\) \(rate\(model_requests_total\{.*outcome="ok"\}/],
+    ['Rollout: candidate vs primary', 'prediction distribution per version', /^histogram_quantile\(0\.5, sum by \(model, version, le\) \(rate\(model_prediction_value_bucket\{/],
+    ['Rollout: candidate vs primary', 'candidate diff p50', /^histogram_quantile\(0\.5, .*model_candidate_abs_diff_bucket/],
+    ['Rollout: candidate vs primary', 'candidate diff p99', /^histogram_quantile\(0\.99, .*model_candidate_abs_diff_bucket/],
+    ['Rollout: candidate vs primary', 'candidate diff mean', /model_candidate_abs_diff_sum\{.*\/ .*model_candidate_abs_diff_count\{/],
+    ['Rollout: candidate vs primary', 'candidate outcomes', /sum by \(model, version, primary_version, outcome\) \(rate\(model_candidate_requests_total\{/],
+    ['Rollout: candidate vs primary', 'MAE per version', /^model:model_prediction_abs_error:mae1h\{/],
+    ['Rollout: candidate vs primary', 'accuracy per version', /^model:model_feedback_class:accuracy1h\{/],
+    ['Rollout: candidate vs primary', 'PSI between versions', /^model_primary_version:model_prediction_bin:psi1h\{/],
+    ['Rollout: candidate vs primary', 'reloads', /sum by \(model, role, outcome\) \(rate\(model_reloads_total\{/],
     ['Firing alerts', 'firing alerts', /ALERTS\{alertstate="firing"/],
   ];
   for (const [row, what, re] of checks) t.ok(find(row, re).length > 0, `${row}: ${what}`);

@@ -1,6 +1,7 @@
 // Every query of the Grafana dashboard, run as Grafana would run it against a real Prometheus
-// that scrapes two modelwatch replicas of the diabetes regression, one of the iris classifier
-// and one of a binary classifier, after simulated traffic: the variables resolved by their
+// that scrapes two modelwatch replicas of the diabetes regression, a third one in shadow mode
+// with a candidate version (and a hot reload of it), one of the iris classifier and one of a
+// binary classifier, after simulated traffic: the variables resolved by their
 // own label_values() queries and substituted, range queries for time series, instant queries
 // where the target asks for them, a repeated panel once per value of its variable. A query fails
 // when it errors, returns no series, returns only zeros or NaN (an `or vector(0)` fallback does
@@ -18,6 +19,7 @@ import { CONFIDENCE_BUCKETS, PROBABILITY_BUCKETS } from '../../src/monitor/class
 import { psi } from '../../src/monitor/psi.js';
 import { featureNames, repoRoot, tempDir, trainRows, trainTargets } from '../helpers/app.js';
 import { escapeRegex } from '../helpers/grafana.js';
+import { versionDir } from '../helpers/rollout.js';
 import { JOB, post, startApps, startPrometheus, startTraffic, waitFor, type Prometheus, type Sample, type Target } from './harness.js';
 
 interface Query {
@@ -54,6 +56,10 @@ const panels: (Panel & { row: string })[] = [];
   }
 }
 const CLASSIFICATION_ROW = 'Classification';
+/** Its panels compare a candidate with its primary: only a replica serving both has data for them. */
+const ROLLOUT_ROW = 'Rollout: candidate vs primary';
+/** Families only a classifier exports. */
+const CLASSIFIER_ONLY = /model_feedback_class|model_prediction_class_|model_prediction_confidence|model_prediction_probability/;
 /** Families only a regression exports: their panels are empty for a classifier. */
 const REGRESSION_ONLY = /model_prediction_(value_bucket|mean|baseline_mean|abs_error|squared_error|baseline_abs_error_mean)/;
 /** Only a binary classifier has a positive class. */
@@ -86,9 +92,10 @@ interface Selection {
 
 /**
  * Resolves the query variables in dashboard order, each with the ones before it substituted, as
- * Grafana does: `all` selects "All" everywhere (the dashboard's default), `first` the first value.
+ * Grafana does: `all` selects "All" everywhere (the dashboard's default), `first` the first value
+ * (with `allVersions`, every version of the instance).
  */
-async function select(t: Test, prometheus: Prometheus, mode: 'all' | 'first', builtins: Record<string, string>, instance?: string): Promise<Selection> {
+async function select(t: Test, prometheus: Prometheus, mode: 'all' | 'first', builtins: Record<string, string>, instance?: string, allVersions = false): Promise<Selection> {
   const values = new Map(Object.entries(builtins));
   const options = new Map<string, string[]>();
   for (const v of queryVariables) {
@@ -102,9 +109,9 @@ async function select(t: Test, prometheus: Prometheus, mode: 'all' | 'first', bu
     // As a user picks one replica, and the first value of every other variable.
     const picked = v.name === 'instance' && instance !== undefined ? instance : listed[0];
     if (v.name === 'instance' && instance !== undefined) t.ok(listed.includes(instance), `$instance lists ${instance}`);
-    values.set(v.name, mode === 'all' ? all : escapeRegex(picked ?? ''));
+    values.set(v.name, mode === 'all' || (allVersions && v.name === 'version') ? all : escapeRegex(picked ?? ''));
   }
-  const name = mode === 'all' ? 'All selected' : `first value of each variable selected${instance ? `, instance ${instance}` : ''}`;
+  const name = mode === 'all' ? 'All selected' : `first value of each variable selected${instance ? `, instance ${instance}` : ''}${allVersions ? ', all versions' : ''}`;
   return { name, values, options };
 }
 
@@ -338,6 +345,10 @@ async function checkClassificationValues(t: Test, prometheus: Prometheus, c: Cla
 
 t.test('every dashboard query returns data after simulated traffic', { timeout: 120_000 }, async (t) => {
   const replicas = await startApps(t, 2, FLAGS);
+  // The candidate predicts 1.3x the primary's answers, so its diff, distribution and MAE differ.
+  const candidateDir = await versionDir(join(await tempDir(t), 'v2'), '2', { scale: 1.3 });
+  const [shadow] = await startApps(t, 1, [...FLAGS, '--candidate-dir', candidateDir, '--rollout', 'shadow']);
+  const regressions = [...replicas, shadow!];
   const iris = await startClassifier(t, join(repoRoot, 'models', 'iris'), ['train.csv', 'test.csv'].map((f) => join(repoRoot, 'models', 'iris', f)));
   const binary = await startClassifier(t, await binaryModelDir(t), [join(repoRoot, 'models', 'fixtures', 'binary.csv')]);
   let next = 0;
@@ -350,7 +361,7 @@ t.test('every dashboard query returns data after simulated traffic', { timeout: 
   const traffic = startTraffic(
     t,
     async () => {
-      for (const replica of replicas) {
+      for (const replica of regressions) {
         const normal = batch();
         const { ids } = (await send(replica, '/predict', { instances: normal.map((i) => trainRows[i]!) }, 200)) as { ids: string[] };
         await sendLabels(replica, ids.map((id, j) => ({ id, actual: trainTargets[normal[j]!]! })));
@@ -361,7 +372,10 @@ t.test('every dashboard query returns data after simulated traffic', { timeout: 
     },
     { intervalMs: 250, maxMs: 110_000 },
   );
-  const prometheus = await startPrometheus(t, { targets: [...replicas, iris.target, binary.target].map((r) => r.address) });
+  const prometheus = await startPrometheus(t, { targets: [...regressions, iris.target, binary.target].map((r) => r.address) });
+  // The candidate's pair rewritten as it is (a new mtime): a reload, swapped in, for the reloads panel.
+  await writeFile(join(candidateDir, 'baseline.json'), await readFile(join(candidateDir, 'baseline.json')));
+  await shadow!.app.reloader.check();
 
   // The classifiers get one burst each, once Prometheus has scraped their counters at zero.
   const before = Date.now() / 1000;
@@ -394,19 +408,22 @@ t.test('every dashboard query returns data after simulated traffic', { timeout: 
   };
 
   // All selected, then one replica of each model: a regression has no Classification row, a
-  // classifier none of the regression-only families, and only a binary one a positive class.
+  // classifier none of the regression-only families, and only a binary one a positive class;
+  // only the shadow replica has a Rollout row, seen as one compares versions: both selected.
   const regressionOnly = (p: Panel) => queriesOf(p).some((q) => REGRESSION_ONLY.test(q));
   const binaryOnly = (p: Panel) => queriesOf(p).some((q) => BINARY_ONLY.test(q));
-  const selections: { mode: 'all' | 'first'; instance?: string; shown: (p: (typeof panels)[number]) => boolean }[] = [
+  const classifierOnly = (p: Panel) => queriesOf(p).every((q) => CLASSIFIER_ONLY.test(q));
+  const selections: { mode: 'all' | 'first'; instance?: string; allVersions?: boolean; shown: (p: (typeof panels)[number]) => boolean }[] = [
     { mode: 'all', shown: () => true },
-    { mode: 'first', instance: replicas[0]!.address, shown: (p) => p.row !== CLASSIFICATION_ROW },
-    { mode: 'first', instance: iris.target.address, shown: (p) => !regressionOnly(p) && !binaryOnly(p) },
-    { mode: 'first', instance: binary.target.address, shown: (p) => !regressionOnly(p) },
+    { mode: 'first', instance: replicas[0]!.address, shown: (p) => p.row !== CLASSIFICATION_ROW && p.row !== ROLLOUT_ROW },
+    { mode: 'first', instance: iris.target.address, shown: (p) => !regressionOnly(p) && !binaryOnly(p) && p.row !== ROLLOUT_ROW },
+    { mode: 'first', instance: binary.target.address, shown: (p) => !regressionOnly(p) && p.row !== ROLLOUT_ROW },
+    { mode: 'first', instance: shadow!.address, allVersions: true, shown: (p) => p.row !== CLASSIFICATION_ROW && !classifierOnly(p) },
   ];
   let checked = 0;
   let expected = 0;
-  for (const { mode, instance, shown } of selections) {
-    const selection = await select(t, prometheus, mode, builtins, instance);
+  for (const { mode, instance, allVersions, shown } of selections) {
+    const selection = await select(t, prometheus, mode, builtins, instance, allVersions);
     for (const panel of panels.filter(shown)) {
       expected += (panel.targets ?? []).length;
       // A repeated panel is drawn once per selected value, each copy with the variable set to its value.
@@ -425,6 +442,12 @@ t.test('every dashboard query returns data after simulated traffic', { timeout: 
           try {
             const result = target.instant ? await prometheus.query(expr, end) : await prometheus.queryRange(expr, start, end, step);
             trouble = problem(result, target.legendFormat);
+            // Each version's own line where the legend names versions: primary 1 and candidate 2,
+            // or the candidate alone where it is compared with its primary_version.
+            const legend = target.legendFormat ?? '';
+            const versions = !allVersions || panel.row !== ROLLOUT_ROW || !legend.includes('{{version}}') ? [] : legend.includes('{{primary_version}}') ? ['2'] : ['1', '2'];
+            const missing = versions.find((v) => !result.some((s) => s.metric.version === v));
+            trouble ??= missing && `no series for version ${missing}`;
           } catch (err) {
             trouble = `query failed: ${(err as Error).message}`;
           }
