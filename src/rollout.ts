@@ -117,6 +117,9 @@ export class Rollout {
   readonly registry: MergedRegistry;
   private versions: Versions;
   private readonly queue: ShadowJob[] = [];
+  /** Row ids of the queued shadow work, and labels that came for them before the candidate predicted them. */
+  private readonly queuedRows = new Set<string>();
+  private readonly earlyLabels = new Map<string, number>();
   private draining = false;
   private closed = false;
   /** Predictions running per version: a retired version's model is closed once its count is 0. */
@@ -200,6 +203,7 @@ export class Rollout {
       return;
     }
     this.queue.push({ values, rows, sent, answer, ids, comparison });
+    for (const rowId of ids.rowIds) this.queuedRows.add(rowId);
     if (this.draining) return;
     this.draining = true;
     setImmediate(() => void this.drain());
@@ -209,19 +213,38 @@ export class Rollout {
   private async drain(): Promise<void> {
     for (let job = this.queue.shift(); job !== undefined && !this.closed; job = this.queue.shift()) {
       const { candidate, comparison } = this.versions;
-      // Work queued for a pair a reload has since replaced compares nothing still exposed.
-      if (candidate === undefined || job.comparison !== comparison) continue;
       try {
+        // Work queued for a pair a reload has since replaced compares nothing still exposed.
+        if (candidate === undefined || job.comparison !== comparison) continue;
         const started = process.hrtime.bigint();
         const { answer } = await this.predict(candidate, job.values, job.rows, job.sent);
         candidate.metrics.observeInference(Number(process.hrtime.bigint() - started) / 1e9);
         candidate.record(job.values, answer, job.rows, job.ids);
         comparison.compare(job.answer, answer, job.rows);
+        this.applyEarlyLabels(candidate, job.ids.rowIds);
       } catch (err) {
-        this.shadowFailures.warn({ err, id: job.ids.requestId, version: candidate.baseline.version }, 'the candidate failed a shadow prediction; the client had the primary\'s answer');
+        this.shadowFailures.warn({ err, id: job.ids.requestId, version: candidate?.baseline.version }, 'the candidate failed a shadow prediction; the client had the primary\'s answer');
+      } finally {
+        for (const rowId of job.ids.rowIds) {
+          this.queuedRows.delete(rowId);
+          this.earlyLabels.delete(rowId);
+        }
       }
     }
     this.draining = false;
+  }
+
+  private applyEarlyLabels(candidate: Watch, rowIds: string[]): void {
+    if (this.earlyLabels.size === 0) return;
+    for (const rowId of rowIds) {
+      const actual = this.earlyLabels.get(rowId);
+      if (actual !== undefined) candidate.feedback.label(rowId, actual);
+    }
+  }
+
+  /** Rows of queued shadow work, and labels held for them: both 0 once the queue is empty. */
+  pendingShadowRows(): number {
+    return this.queuedRows.size + this.earlyLabels.size;
   }
 
   /** Waits until the shadow queue is empty: tests and shutdown. */
@@ -235,7 +258,12 @@ export class Rollout {
    */
   label(rowId: string, actual: number): FeedbackOutcome {
     const { primary, candidate } = this.versions;
-    if (candidate === undefined || !candidate.feedback.store.has(rowId)) return primary.feedback.label(rowId, actual);
+    if (candidate === undefined || !candidate.feedback.store.has(rowId)) {
+      const outcome = primary.feedback.label(rowId, actual);
+      // A label faster than the shadow prediction waits for it, so the candidate's error counts the same rows.
+      if (outcome === 'matched' && this.queuedRows.has(rowId)) this.earlyLabels.set(rowId, actual);
+      return outcome;
+    }
     if (!primary.feedback.store.has(rowId)) return candidate.feedback.label(rowId, actual);
     const outcome = primary.feedback.label(rowId, actual);
     candidate.feedback.label(rowId, actual);

@@ -90,6 +90,26 @@ t.test('shadow: a full queue sheds the candidate\'s work, counted, and no client
   t.equal(sample(m, `model_candidate_abs_diff_count{${pair}}`), sample(m, `model_prediction_value_count{${v2}}`), 'the candidate recorded the rows it compared, no more');
 });
 
+t.test('shadow: a label that comes before the candidate predicted its row still reaches the candidate\'s error', async (t) => {
+  const candidateDir = await versionDir(join(await tempDir(t), 'v2'), '2', { scale: 1.3 });
+  const { app } = await testApp(t, ['--candidate-dir', candidateDir, '--shadow-queue', '4']);
+  // Twelve batches at once: the shadow queue holds four, so some are shed; every label is sent
+  // before the queue has drained.
+  const batches = Array.from({ length: 12 }, (_, i) => trainRows.slice(i * 10, i * 10 + 10));
+  const answers = await Promise.all(batches.map((rows) => predict(app, { instances: rows })));
+  const labels = answers.flatMap((a, i) => (a.json().ids as string[]).map((id, r) => ({ id, actual: trainTargets[i * 10 + r]! })));
+  const response = await postJson(app, '/feedback', { labels });
+  t.same(new Set(response.json().outcomes), new Set(['matched']));
+  t.ok(app.rollout.pendingShadowRows() > 0, 'the labels came while shadow work was queued');
+  await app.rollout.settled();
+  const m = await scrape(app);
+  const predicted = sample(m, `model_prediction_value_count{${v2}}`)!;
+  t.ok(predicted > 0 && predicted < 120, `the candidate predicted ${predicted} of the 120 rows, the rest shed`);
+  t.equal(sample(m, `model_prediction_abs_error_count{${v1}}`), 120, 'the primary has every label');
+  t.equal(sample(m, `model_prediction_abs_error_count{${v2}}`), predicted, 'the candidate has the label of every row it predicted');
+  t.equal(app.rollout.pendingShadowRows(), 0, 'and holds nothing once its queue is empty');
+});
+
 t.test('a candidate that cannot stand beside the primary is refused at start-up, naming the difference', async (t) => {
   const dir = await tempDir(t);
   const cases = [
