@@ -63,6 +63,51 @@ t.test('hot reload under a client loop: no request fails, the new version serves
   t.equal((await predict(app, { features: trainRows[0] })).json().prediction, newAnswer);
 });
 
+t.test('the candidate dir reloads under a client loop too: the primary answers every request, the new candidate shadows after, a bad pair is refused', async (t) => {
+  const dir = await tempDir(t);
+  const link = join(dir, 'candidate');
+  await swapLink(link, await versionDir(join(dir, 'v2'), '2', { scale: 1.3 }));
+  const { app } = await testApp(t, ['--candidate-dir', link, '--rollout', 'shadow'], { reloadIntervalMs: 50 });
+  const { app: primaryAlone } = await testApp(t);
+  const primaryAnswer = (await predict(primaryAlone, { features: trainRows[0] })).json().prediction as number;
+
+  const answers = new Map<string, number>();
+  let stop = false;
+  const client = async () => {
+    for (let i = 0; i < 100_000 && !stop; i++) {
+      const response = await predict(app, { features: trainRows[0] });
+      const key = `${response.statusCode} ${response.json().prediction === primaryAnswer ? 'primary' : 'other'}`;
+      answers.set(key, (answers.get(key) ?? 0) + 1);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  };
+  const clients = Promise.all([client(), client(), client(), client()]);
+  await eventually(async () => (answers.get('200 primary') ?? 0) >= 200, 'the clients under way');
+  await swapLink(link, await versionDir(join(dir, 'v3'), '3', { scale: 1.5 }));
+  await eventually(async () => sample(await scrape(app), 'model_info{model="diabetes",version="3"}') === 1, 'the poll to swap candidate 3 in');
+  const broken = await versionDir(join(dir, 'v4'), '4');
+  await writeFile(join(broken, 'baseline.json'), '{"not": "a baseline"}');
+  await swapLink(link, broken);
+  await app.reloader.check();
+  const rowsBefore = sample(await scrape(app), 'model_prediction_value_count{model="diabetes",version="3"}')!;
+  await eventually(async () => sample(await scrape(app), 'model_prediction_value_count{model="diabetes",version="3"}')! > rowsBefore, 'candidate 3 shadowing after the refused pair');
+  stop = true;
+  await clients;
+  await app.rollout.settled();
+
+  t.same([...answers.keys()], ['200 primary'], `every answer a 200 from the primary (${answers.get('200 primary')} requests)`);
+  const m = await scrape(app);
+  t.equal(sample(m, 'model_info{model="diabetes",version="2"}'), undefined, 'candidate 2 is gone');
+  t.equal(sample(m, 'model_info{model="diabetes",version="4"}'), undefined, 'the broken pair never served');
+  t.equal(sample(m, 'model_reloads_total{model="diabetes",role="candidate",outcome="ok"}'), 1);
+  t.equal(sample(m, 'model_reloads_total{model="diabetes",role="candidate",outcome="failed"}'), 1);
+  t.equal(sample(m, 'model_candidate_requests_total{model="diabetes",version="3",primary_version="1",outcome="error"}'), 0);
+  const shadowed = sample(m, 'model_candidate_abs_diff_count{model="diabetes",version="3",primary_version="1"}')!;
+  // 1.5 times the primary's answer up to float32 rounding of the scaled weights.
+  const diffPerRow = sample(m, 'model_candidate_abs_diff_sum{model="diabetes",version="3",primary_version="1"}')! / shadowed;
+  t.ok(shadowed > 0 && Math.abs(diffPerRow - 0.5 * primaryAnswer) < 1e-4 * primaryAnswer, `candidate 3 differs from the primary by half its answer on each of ${shadowed} rows (${diffPerRow})`);
+});
+
 t.test('a reloaded primary re-pairs the candidate: its prediction histogram takes the new primary\'s bucket bounds', async (t) => {
   const dir = await tempDir(t);
   const link = join(dir, 'model');

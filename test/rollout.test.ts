@@ -134,10 +134,12 @@ t.test('canary: the share, the key and the header', async (t) => {
   const send1 = (headers: Record<string, string> = {}) =>
     app.inject({ method: 'POST', url: '/predict', headers: { 'content-type': 'application/json', ...headers }, payload: JSON.stringify({ features: trainRows[0] }) });
   let candidate = 0;
+  const answered: Record<string, { id: string; prediction: number }[]> = { '1': [], '2': [] };
   for (let i = 0; i < 2000; i++) {
     const response = await send1();
     if (response.headers['x-modelwatch-version'] === '2') candidate++;
     else t.equal(response.headers['x-modelwatch-version'], '1');
+    answered[String(response.headers['x-modelwatch-version'])]!.push(response.json());
   }
   t.ok(candidate >= 300 && candidate <= 500, `the candidate answered ${candidate} of 2000: within 15-25 %`);
   const m = await scrape(app);
@@ -145,6 +147,16 @@ t.test('canary: the share, the key and the header', async (t) => {
   t.equal(sample(m, `model_requests_total{${v1},outcome="ok"}`), 2000 - candidate);
   t.equal(sample(m, `model_candidate_requests_total{${pair},outcome="ok"}`), candidate);
   t.equal(sample(m, `model_candidate_abs_diff_count{${pair}}`), 0, 'no diff in canary: the versions never predict the same row');
+
+  // A label goes to the version that answered its row, so each version's error is its own.
+  const labels = [...answered['1']!.slice(0, 30), ...answered['2']!.slice(0, 20)].map(({ id }) => ({ id, actual: trainTargets[0]! }));
+  t.same(new Set((await postJson(app, '/feedback', { labels })).json().outcomes), new Set(['matched']));
+  const labelled = await scrape(app);
+  for (const [version, count] of [['1', 30], ['2', 20]] as const) {
+    const { prediction } = answered[version]![0]!;
+    t.equal(sample(labelled, `model_prediction_abs_error_count{model="diabetes",version="${version}"}`), count, `version ${version} got the labels of its ${count} rows`);
+    t.ok(Math.abs(sample(labelled, `model_prediction_abs_error_sum{model="diabetes",version="${version}"}`)! - count * Math.abs(prediction - trainTargets[0]!)) < 1e-6 * count * prediction, `version ${version}'s own error`);
+  }
 
   const versions = new Set<string>();
   for (let k = 0; k < 40; k++) {
