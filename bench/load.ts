@@ -64,6 +64,8 @@ export interface LoadOptions {
   duration?: number;
   /** Requests in all, overrides `duration`. */
   amount?: number;
+  /** Requests per second over all connections (open loop at that pace); default as fast as answered. */
+  rate?: number;
 }
 
 /**
@@ -80,6 +82,7 @@ export function load(options: LoadOptions): Promise<LoadResult> {
         connections: options.connections,
         duration: options.duration ?? 10,
         amount: options.amount,
+        ...(options.rate === undefined ? {} : { overallRate: options.rate }),
         timeout: 30,
         requests: options.bodies.map((body) => ({ method: 'POST', path: options.path ?? '/predict', headers: { 'content-type': 'application/json' }, body })),
       },

@@ -16,6 +16,8 @@ export interface ThroughputOptions {
   warmupSeconds: number;
   seconds: number;
   rounds: number;
+  /** Requests per second to send, the same to every server; default as fast as each answers. */
+  rate?: number;
 }
 
 /** JSON bodies of `batch` rows each, cycling through the training rows. */
@@ -59,7 +61,7 @@ export interface Comparison {
 export async function compare(servers: Server[], body: string[], options: ThroughputOptions): Promise<Comparison> {
   const run = async (server: Server, duration: number): Promise<Measured> => {
     const cpuBefore = server.cpuSeconds();
-    const result = await load({ port: server.port, bodies: body, connections: options.connections, duration });
+    const result = await load({ port: server.port, bodies: body, connections: options.connections, duration, rate: options.rate });
     return { ...result, serverCpuSeconds: server.cpuSeconds() - cpuBefore };
   };
   for (const server of servers) await run(server, options.warmupSeconds);
