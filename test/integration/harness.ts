@@ -52,7 +52,7 @@ export async function startApps(t: Teardown, count: number, flags: string[] = []
 }
 
 /** POSTs a JSON body to `path` of a target over its real socket. */
-export async function post(target: Target, path: string, body: unknown): Promise<{ status: number; body: unknown }> {
+export async function post(target: Pick<Target, 'address'>, path: string, body: unknown): Promise<{ status: number; body: unknown }> {
   const response = await fetch(`http://${target.address}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
