@@ -3,6 +3,18 @@ import { explainValidation, predictBodyHint, predictBodySchema, toMatrix, type P
 import { jsonPrediction, jsonPredictions, jsonPredictionSchema as prediction, predictAndAnswer, preparePredictionRoutes, probabilityMaps } from './prediction-path.js';
 
 /**
+ * A regression batch answer as its response schema serialises it, by hand: the schema's serialiser
+ * escapes each row id character by character, and on a 64-row batch that cost more than the rest
+ * of the answer. Row ids are a UUID and a row number (watch.ts), which JSON never escapes; a
+ * prediction is a number or null, which String() writes as JSON does.
+ */
+export function regressionBatchJson({ ids, predictions }: { ids: string[]; predictions: (number | null)[] }): string {
+  let out = `{"ids":[${ids.length === 0 ? '' : `"${ids.join('","')}"`}],"predictions":[`;
+  for (let r = 0; r < predictions.length; r++) out += r === 0 ? String(predictions[r]) : `,${predictions[r]}`;
+  return `${out}]}`;
+}
+
+/**
  * POST /predict: one row (positional or named) or a batch of rows. A sidecar whose upstream speaks
  * this JSON protocol forwards the body unchanged and returns the upstream's answer unchanged.
  */
@@ -45,7 +57,10 @@ export default async function predictRoutes(app: FastifyInstance) {
       const sent = { protocol: 'json', body: request.body, categorical } as const;
       return predictAndAnswer(app.rollout, request, reply, values, rows, sent, (answer, { rowIds }) => {
         if (answer.task === 'regression') {
-          return instances ? { ids: rowIds, predictions: jsonPredictions(answer.values) } : { id: rowIds[0], prediction: jsonPrediction(answer.values[0]!) };
+          if (!instances) return { id: rowIds[0], prediction: jsonPrediction(answer.values[0]!) };
+          // A reply's own serializer leaves the content type unset.
+          reply.type('application/json; charset=utf-8').serializer(regressionBatchJson);
+          return { ids: rowIds, predictions: jsonPredictions(answer.values) };
         }
         const probabilities = probabilityMaps(classes!, answer, rows);
         return instances
