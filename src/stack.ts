@@ -263,9 +263,12 @@ export async function startPrometheus(t: Teardown, bin: string, dir: string, opt
   const externalLabels = { ...config.global.external_labels, ...(options.runbookBase === undefined ? {} : { runbook_base: options.runbookBase }) };
   config.global = { ...config.global, scrape_interval: interval, evaluation_interval: interval, external_labels: externalLabels };
   config.alerting = { alertmanagers: [{ static_configs: [{ targets: alertmanagers }] }] };
-  const job = config.scrape_configs.find((c) => c.job_name === JOB);
-  if (!job) throw new Error(`prometheus/prometheus.yml has no scrape job "${JOB}"`);
-  Object.assign(job, options.job, { scrape_interval: interval, scrape_timeout: interval, static_configs: [{ targets }] });
+  const index = config.scrape_configs.findIndex((c) => c.job_name === JOB);
+  if (index < 0) throw new Error(`prometheus/prometheus.yml has no scrape job "${JOB}"`);
+  // The shipped transport is compose's (TLS and basic auth from files under /run/secrets); the
+  // servers scraped here serve plain HTTP unless `job` says otherwise.
+  const { scheme: _scheme, tls_config: _tls, basic_auth: _auth, ...job } = config.scrape_configs[index]!;
+  config.scrape_configs[index] = Object.assign(job, options.job, { scrape_interval: interval, scrape_timeout: interval, static_configs: [{ targets }] });
   config.scrape_configs.push(...(options.extraJobs ?? []).map((extra) => ({ scrape_interval: interval, scrape_timeout: interval, ...extra })));
   const configFile = join(dir, 'prometheus.yml');
   // Prometheus applies new scrape targets every 5 seconds, so its first scrape comes up to 5s
