@@ -47,8 +47,9 @@ export const reloadOutcomes = ['ok', 'failed'] as const;
 export function reloadCounter(model: string, roles: readonly Role[]) {
   const { families, register } = familyBuilder({ model });
   const counts = new Float64Array(roles.length * reloadOutcomes.length);
+  const cells = roles.flatMap((role) => reloadOutcomes.map((outcome) => Object.freeze({ model, role, outcome })));
   register('model_reloads_total', 'New model.onnx and baseline.json pairs noticed in a model dir, by outcome: ok (swapped in) or failed (refused; the old version serves on).', 'counter', () =>
-    roles.flatMap((role, r) => reloadOutcomes.map((outcome, o) => ({ labels: { model, role, outcome }, value: counts[r * reloadOutcomes.length + o]! }))),
+    cells.map((labels, i) => ({ sharedLabels: labels, value: counts[i]! })),
   );
   const count = (role: Role, outcome: (typeof reloadOutcomes)[number]) => {
     counts[roles.indexOf(role) * reloadOutcomes.length + reloadOutcomes.indexOf(outcome)]!++;

@@ -129,10 +129,13 @@ export function familyBuilder(id: Readonly<Labels>) {
   const register = (name: string, help: string, type: ScrapeTimeMetric['type'], samples: () => Sample[]) => {
     families.set(name, new ScrapeTimeMetric(name, help, type, samples));
   };
+  /** `id` plus `label` set to each value: built once, so the Registry formats each set once (see Sample). */
+  const labelSets = (label: string, values: readonly string[]): Readonly<Labels>[] => values.map((v) => Object.freeze({ ...id, [label]: v }));
   /** A counter over a closed enum, every value exported from 0 so that rate() sees the first one; returns its increment. */
   const enumCounter = <V extends string>(name: string, help: string, label: string, values: readonly V[]) => {
     const counts = new Float64Array(values.length);
-    register(name, help, 'counter', () => values.map((v, i) => ({ labels: { ...id, [label]: v }, value: counts[i]! })));
+    const sets = labelSets(label, values);
+    register(name, help, 'counter', () => sets.map((labels, i) => ({ sharedLabels: labels, value: counts[i]! })));
     const index = Object.fromEntries(values.map((v, i) => [v, i])) as Record<V, number>;
     return (v: V) => {
       counts[index[v]]!++;
@@ -140,22 +143,24 @@ export function familyBuilder(id: Readonly<Labels>) {
   };
   /** Exposition of a histogram kept as per-bucket (not cumulative) counts, the last one +Inf. */
   const histogram = (name: string, help: string, h: Pick<BucketCounts, 'bounds' | 'counts' | 'sum' | 'count'>, extra: Labels = {}) => {
-    const labels = { ...id, ...extra };
+    const labels = Object.freeze({ ...id, ...extra });
+    const bucketLabels = h.bounds.map((le) => Object.freeze({ ...labels, le }));
+    const infLabels = Object.freeze({ ...labels, le: '+Inf' });
     register(name, help, 'histogram', () => {
       let cumulative = 0;
-      const buckets = h.bounds.map((le, b) => {
+      const buckets = bucketLabels.map((le, b) => {
         cumulative += h.counts[b]!;
-        return { labels: { ...labels, le }, value: cumulative, metricName: `${name}_bucket` };
+        return { sharedLabels: le, value: cumulative, metricName: `${name}_bucket` };
       });
       return [
         ...buckets,
-        { labels: { ...labels, le: '+Inf' }, value: h.count, metricName: `${name}_bucket` },
-        { labels, value: h.sum, metricName: `${name}_sum` },
-        { labels, value: h.count, metricName: `${name}_count` },
+        { sharedLabels: infLabels, value: h.count, metricName: `${name}_bucket` },
+        { sharedLabels: labels, value: h.sum, metricName: `${name}_sum` },
+        { sharedLabels: labels, value: h.count, metricName: `${name}_count` },
       ];
     });
   };
-  return { families: families as Families, register, enumCounter, histogram };
+  return { families: families as Families, register, labelSets, enumCounter, histogram };
 }
 
 /**
@@ -170,6 +175,10 @@ export class MergedRegistry {
 
   constructor(private readonly sources: () => readonly Families[]) {
     collectDefaultMetrics({ register: this.registry });
+    // Its collect waits for a setImmediate to come round: most of a scrape's time when the loop is
+    // idle, and a scrape as late as the loop when it is not. nodejs_eventloop_lag_p50/p90/p99_seconds
+    // (and min, max, mean) stay, read from a histogram at no wait.
+    this.registry.removeSingleMetric('nodejs_eventloop_lag_seconds');
     this.sync();
   }
 
@@ -204,9 +213,9 @@ export interface Metrics {
 
 /** `featureLog`: the CSV log's health counts, exported by the version that owns the log (undefined for the others). */
 export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: FeatureLogCounts | undefined, feedback: Feedback): Metrics {
-  const id = { model: baseline.model, version: baseline.version };
+  const id = Object.freeze({ model: baseline.model, version: baseline.version });
   const names = baseline.features.map((f) => f.name);
-  const { families, register, enumCounter, histogram } = familyBuilder(id);
+  const { families, register, labelSets, enumCounter, histogram } = familyBuilder(id);
   const featureLabels = names.map((feature) => ({ ...id, feature }));
   /**
    * One sample per label set of `labels` with a value; a value that is NaN or Inf is omitted: a
@@ -224,10 +233,10 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
   /** A gauge with one value, omitted while it has none (NaN). */
   const single = (value: () => number) => (): Sample[] => {
     const v = value();
-    return Number.isFinite(v) ? [{ labels: id, value: v }] : [];
+    return Number.isFinite(v) ? [{ sharedLabels: id, value: v }] : [];
   };
 
-  register('model_info', 'Which model and version are served (always 1).', 'gauge', () => [{ labels: id, value: 1 }]);
+  register('model_info', 'Which model and version are served (always 1).', 'gauge', () => [{ sharedLabels: id, value: 1 }]);
 
   const countRequest = enumCounter('model_requests_total', 'Requests to prediction routes, by outcome.', 'outcome', requestOutcomes);
   const countInvalid = enumCounter('model_invalid_inputs_total', 'Rejected inputs, by reason (closed enum).', 'reason', invalidReasons);
@@ -236,8 +245,9 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
   histogram('model_inference_duration_seconds', 'Time inside the model per request, in seconds.', inference);
 
   const { predictions } = monitor;
+  const outlierLabels = labelSets('reason', predictions.outlierReasons);
   register('model_prediction_outliers_total', 'Predictions counted as outliers, by reason.', 'counter', () =>
-    predictions.outlierReasons.map((reason, i) => ({ labels: { ...id, reason }, value: predictions.outliers[i]! })),
+    outlierLabels.map((labels, i) => ({ sharedLabels: labels, value: predictions.outliers[i]! })),
   );
   if (predictions.task === 'regression') registerRegression(predictions, baseline as RegressionBaseline);
   else registerClassification(predictions, baseline as ClassificationBaseline);
@@ -258,7 +268,7 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
   register('model_feature_out_of_range_total', 'Numeric feature values outside the training range, by side.', 'counter', () =>
     sideLabels.map(({ labels, at }) => ({ sharedLabels: labels, value: features.outOfRange[at]! })),
   );
-  register('model_window_rows', 'Rows in the rolling window now; rolling gauges mean little until it fills.', 'gauge', () => [{ labels: id, value: features.window.rows }]);
+  register('model_window_rows', 'Rows in the rolling window now; rolling gauges mean little until it fills.', 'gauge', () => [{ sharedLabels: id, value: features.window.rows }]);
   /** Per (feature, bin) of the numeric features, or (feature, category) of the categorical ones, with its place in the FeatureMonitor's flat bin order. */
   type Bucket = { labels: Readonly<Labels>; ratio: number; flat: number };
   const bins = names.flatMap((feature, f): Bucket[] => {
@@ -289,26 +299,28 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
   register('model_feature_missing_total', 'Rows where the feature was null (missing).', 'counter', () => featureSamples((f) => features.missing[f]!));
   register('model_feature_baseline_missing_ratio', 'Share of training rows where the feature was missing.', 'gauge', () => featureSamples((f) => baseline.features[f]!.missing_ratio ?? 0));
   if (featureLog) {
-    register('model_feature_log_rows_total', 'Rows written to the CSV feature log.', 'counter', () => [{ labels: id, value: featureLog.rowsWritten }]);
-    register('model_feature_log_errors_total', 'Rows the CSV feature log failed to write.', 'counter', () => [{ labels: id, value: featureLog.rowErrors }]);
+    register('model_feature_log_rows_total', 'Rows written to the CSV feature log.', 'counter', () => [{ sharedLabels: id, value: featureLog.rowsWritten }]);
+    register('model_feature_log_errors_total', 'Rows the CSV feature log failed to write.', 'counter', () => [{ sharedLabels: id, value: featureLog.rowErrors }]);
     register('model_feature_log_lost_rows_total', 'Rows written to a CSV feature log file that was deleted before the log reopened its path.', 'counter', () => [
-      { labels: id, value: featureLog.rowsLost },
+      { sharedLabels: id, value: featureLog.rowsLost },
     ]);
   }
 
+  const feedbackLabels = labelSets('outcome', feedbackOutcomes);
   register('model_feedback_total', 'Ground-truth labels received, by outcome.', 'counter', () =>
-    feedbackOutcomes.map((outcome, i) => ({ labels: { ...id, outcome }, value: feedback.outcomes[i]! })),
+    feedbackLabels.map((labels, i) => ({ sharedLabels: labels, value: feedback.outcomes[i]! })),
   );
   histogram('model_feedback_delay_seconds', 'Seconds from a prediction to its label.', feedback.delay);
   const { store } = feedback;
+  const evictionLabels = labelSets('reason', evictionReasons);
   // Expiring here keeps both series true on a server that gets no traffic to expire them.
   register('model_feedback_evictions_total', 'Predicted rows the feedback store dropped, labelled or not: capacity (--feedback-max-entries) or age (--feedback-ttl-seconds).', 'counter', () => {
     store.expire();
-    return evictionReasons.map((reason, i) => ({ labels: { ...id, reason }, value: store.evictions[i]! }));
+    return evictionLabels.map((labels, i) => ({ sharedLabels: labels, value: store.evictions[i]! }));
   });
   register('model_feedback_store_entries', 'Predicted rows remembered for feedback now (at most --feedback-max-entries).', 'gauge', () => {
     store.expire();
-    return [{ labels: id, value: store.size }];
+    return [{ sharedLabels: id, value: store.size }];
   });
   const countFeedbackRejected = enumCounter('model_feedback_rejected_total', 'Rejected POST /feedback requests, by reason (closed enum).', 'reason', feedbackRejectReasons);
   const countHttpClientError = enumCounter('model_http_client_errors_total', 'Requests refused by the HTTP parser before routing, by reason (closed enum).', 'reason', httpClientErrorReasons);
@@ -333,14 +345,14 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
       binLabels.map((labels, bin) => ({ sharedLabels: labels, value: regression.buckets[bin]! })),
     );
     register('model_prediction_mean', 'Rolling mean of the last window predictions.', 'gauge', single(() => regression.window.mean(0)));
-    register('model_prediction_baseline_mean', 'Mean prediction on the training data.', 'gauge', () => [{ labels: id, value: b.prediction.mean }]);
+    register('model_prediction_baseline_mean', 'Mean prediction on the training data.', 'gauge', () => [{ sharedLabels: id, value: b.prediction.mean }]);
     const errors = feedback.errors as RegressionErrors;
     histogram('model_prediction_abs_error', 'abs(prediction - actual) of matched labels; buckets are multiples of the baseline MAE.', errors.absError);
     register('model_prediction_squared_error_total', 'Sum of (prediction - actual)^2 of matched labels: RMSE across replicas.', 'counter', () => [
-      { labels: id, value: errors.squaredErrorSum },
+      { sharedLabels: id, value: errors.squaredErrorSum },
     ]);
     register('model_prediction_baseline_abs_error_mean', 'MAE of the model on its held-out data.', 'gauge', () =>
-      b.abs_error_mean === null ? [] : [{ labels: id, value: b.abs_error_mean }],
+      b.abs_error_mean === null ? [] : [{ sharedLabels: id, value: b.abs_error_mean }],
     );
   }
 
@@ -357,7 +369,7 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
     if (classification.confidence) {
       histogram('model_prediction_confidence', 'Probability of the top class per row.', classification.confidence);
       register('model_prediction_baseline_low_confidence_ratio', `Share of training rows whose top-class probability is at most ${LOW_CONFIDENCE}.`, 'gauge', () =>
-        b.prediction.low_confidence_share === null ? [] : [{ labels: id, value: b.prediction.low_confidence_share }],
+        b.prediction.low_confidence_share === null ? [] : [{ sharedLabels: id, value: b.prediction.low_confidence_share }],
       );
     }
     if (classification.positive) {
@@ -369,7 +381,7 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
       cells.map((labels, i) => ({ sharedLabels: labels, value: confusion.counts[i]! })),
     );
     register('model_prediction_baseline_accuracy', 'Accuracy of the model on its evaluation data.', 'gauge', () =>
-      b.accuracy === null ? [] : [{ labels: id, value: b.accuracy }],
+      b.accuracy === null ? [] : [{ sharedLabels: id, value: b.accuracy }],
     );
   }
 
