@@ -16,12 +16,16 @@ export function wantsOpenMetrics(accept: string | undefined): boolean {
  * first sample, and the model_ families omit a value they do not have yet. A sample that says
  * nothing is left out, so every value served is a number a query can use.
  */
-export const withoutNaN = (text: string): string => text.replace(/^[^#\n][^\n]* Nan\n/gm, '');
+export const withoutNaN = (text: string): string =>
+  // The multi-line pattern walks every line; a plain search finds first whether there is a NaN at all.
+  text.includes(' Nan\n') ? text.replace(/^[^#\n][^\n]* Nan\n/gm, '') : text;
 
 export function toOpenMetrics(text: string): string {
   const counters = new Set<string>();
   for (const match of text.matchAll(/^# TYPE (\S+) counter$/gm)) counters.add(match[1]!);
   const lines = text.split('\n').map((line) => {
+    // Samples (all but a few lines) never start with '#': only the metadata lines need the pattern.
+    if (!line.startsWith('#')) return line;
     const meta = /^# (HELP|TYPE) (\S+)( .*)?$/.exec(line);
     if (meta && counters.has(meta[2]!) && meta[2]!.endsWith('_total')) return `# ${meta[1]} ${meta[2]!.slice(0, -'_total'.length)}${meta[3] ?? ''}`;
     return line;

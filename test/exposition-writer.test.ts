@@ -1,0 +1,42 @@
+// modelwatch writes its families' exposition itself (prom-client's per-sample formatting was most
+// of a wide model's scrape): every line must be the one prom-client's own Registry writes.
+import { join } from 'node:path';
+import { Registry } from 'prom-client';
+import t from 'tap';
+import { familyBuilder } from '../src/monitor/metrics.js';
+import { predict, tempDir, testApp, trainRows, trainTargets } from './helpers/app.js';
+import { postJson } from './helpers/sidecar.js';
+import { versionDir } from './helpers/rollout.js';
+
+/** Each family's text from modelwatch's writer and from a plain prom-client Registry holding the same family. */
+async function both(metric: { name: string; text(): string }) {
+  const plain = new Registry();
+  plain.registerMetric(metric as never);
+  return { ours: metric.text(), promClient: await plain.getSingleMetricAsString(metric.name) };
+}
+
+t.test('label values that need escaping, NaN and infinities: the lines prom-client writes', async (t) => {
+  const { families, register, enumCounter, histogram } = familyBuilder({ model: 'a "quoted" \\ back\nslash', version: 'v1' });
+  const count = enumCounter('x_total', 'help with \\ and\na newline', 'reason', ['one', 'two "2"']);
+  count('one');
+  register('x_gauge', 'values', 'gauge', () => [Number.NaN, Infinity, -Infinity, 1e-7, -0.5, 12345678901234567890].map((value, i) => ({ sharedLabels: { i }, value })));
+  histogram('x_seconds', 'a histogram', { bounds: [0.1, 1], counts: Float64Array.from([1, 2, 3]), sum: 4.5, count: 6 });
+  for (const metric of families.values()) {
+    const { ours, promClient } = await both(metric);
+    t.equal(ours, promClient, metric.name);
+  }
+});
+
+t.test('every family of a shadow rollout with labels: the lines prom-client writes', async (t) => {
+  const candidateDir = await versionDir(join(await tempDir(t), 'v2'), '2', { scale: 1.3 });
+  const { app } = await testApp(t, ['--candidate-dir', candidateDir, '--rollout', 'shadow']);
+  const { ids } = (await predict(app, { instances: trainRows.slice(0, 20) })).json();
+  await app.rollout.settled();
+  await postJson(app, '/feedback', { labels: ids.map((id: string, r: number) => ({ id, actual: trainTargets[r]! })) });
+  const ours = app.rollout.registry.registry.getMetricsAsArray().filter((m) => m.name.startsWith('model_'));
+  t.ok(ours.length >= 36, `${ours.length} model_ families`);
+  for (const metric of ours) {
+    const { ours: text, promClient } = await both(metric as unknown as { name: string; text(): string });
+    t.equal(text, promClient, metric.name);
+  }
+});
