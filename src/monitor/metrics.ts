@@ -165,7 +165,7 @@ export function familyBuilder(id: Readonly<Labels>) {
   const register = (name: string, help: string, type: ScrapeTimeMetric['type'], samples: () => Sample[]) => {
     families.set(name, new ScrapeTimeMetric(name, help, type, samples));
   };
-  /** `id` plus `label` set to each value: built once, so the Registry formats each set once (see Sample). */
+  /** `id` plus `label` set to each value: built once, so each set's text is formatted once (see Sample). */
   const labelSets = (label: string, values: readonly string[]): Readonly<Labels>[] => values.map((v) => Object.freeze({ ...id, [label]: v }));
   /** A counter over a closed enum, every value exported from 0 so that rate() sees the first one; returns its increment. */
   const enumCounter = <V extends string>(name: string, help: string, label: string, values: readonly V[]) => {
