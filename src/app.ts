@@ -6,6 +6,7 @@ import { VersionMismatchError } from './errors.js';
 import { predictionBuckets } from './model/baseline.js';
 import type { FeatureLog } from './monitor/feature-log.js';
 import { candidateProblem, loadVersion, reloadCounter, Reloader, type Version, type WatchFactory } from './reload.js';
+import { deferredChildLogger } from './request-log.js';
 import { Rollout, type Role } from './rollout.js';
 import { serveMetrics } from './listeners.js';
 import { guardAgainstOverload } from './overload.js';
@@ -59,6 +60,7 @@ export async function buildApp(config: ServeConfig, options: AppOptions = {}): P
     clientErrorHandler: answerClientError,
     // One log line per request would cost more than the monitoring itself; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: deferredChildLogger,
     // Input is validated exactly as sent: no coercion of "12" to 12, no silent dropping of unknown keys.
     // allowUnionTypes: a classifier's label is a class name or an integer class, one type list.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false, allowUnionTypes: true } },

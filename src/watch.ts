@@ -16,6 +16,7 @@ import { Monitor, type PredictionMonitor } from './monitor/monitor.js';
 import { PredictionStore, type Clock } from './monitor/prediction-store.js';
 import { RateLimitedWarn } from './monitor/rate-limited-log.js';
 import { RegressionMonitor } from './monitor/regression.js';
+import { float64Array } from './model/slab.js';
 
 /** What the server knows about its model and everything it has seen: the app's one piece of state. */
 export interface Watch {
@@ -93,7 +94,7 @@ function predictionMonitor(config: ServeConfig, baseline: Baseline, model: Model
 function loggedPredictions(answer: Answer, classes: number, rows: number): ArrayLike<number> {
   if (answer.task === 'regression') return answer.values;
   const { probabilities } = answer;
-  const out = new Float64Array(rows).fill(Number.NaN);
+  const out = float64Array(rows).fill(Number.NaN);
   if (probabilities) for (let r = 0; r < rows; r++) if (answer.classes[r]! >= 0) out[r] = confidence(probabilities, r, classes);
   return out;
 }

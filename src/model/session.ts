@@ -4,6 +4,7 @@ import { ModelCorruptError, ModelMissingError, ModelOutputError, ModelShapeError
 import { PROBABILITY_SUM_TOLERANCE } from './baseline.js';
 import { NO_CATEGORIES, UNKNOWN_CLASS, type Answer, type CategoricalColumns, type ClassificationAnswer } from './model.js';
 import { readGraph, withoutZipMap } from './onnx-graph.js';
+import { float32Array, float64Array, int32Array } from './slab.js';
 
 export type Task = 'regression' | 'classification';
 
@@ -260,7 +261,7 @@ export class OnnxModel {
       throw new ModelOutputError(`expected ${rows} labels in ${layout.label}, got ${labelTensor?.type} [${labelTensor?.dims.join(', ')}]`);
     }
     const labels = Array.from(labelTensor.data as ArrayLike<bigint | string>, String);
-    const classes = new Int32Array(rows);
+    const classes = int32Array(rows);
     for (let r = 0; r < rows; r++) {
       const index = layout.byIndex ? Number(labels[r]) : this.classIndex.get(labels[r]!);
       const known = index !== undefined && Number.isInteger(index) && index >= 0 && index < this.classes.length;
@@ -279,7 +280,9 @@ export class OnnxModel {
   private feeds(features: Float32Array | Float64Array, rows: number, categorical: CategoricalColumns): ort.InferenceSession.FeedsType {
     const { input, width } = this;
     if (input.kind === 'matrix') {
-      const data = input.type === 'float32' ? (features instanceof Float32Array ? features : Float32Array.from(features)) : features instanceof Float64Array ? features : Float64Array.from(features);
+      let data = features;
+      if (input.type === 'float32' && !(features instanceof Float32Array)) (data = float32Array(features.length)).set(features);
+      else if (input.type === 'float64' && !(features instanceof Float64Array)) (data = float64Array(features.length)).set(features);
       return { [input.name]: new ort.Tensor(input.type, data, [rows, width]) };
     }
     const feeds: Record<string, ort.Tensor> = {};
@@ -289,7 +292,7 @@ export class OnnxModel {
       if (type === 'string') data = Array.from(sent!, (v) => (v === null ? '' : String(v)));
       else if (type === 'int64') data = sent ? BigInt64Array.from(sent, (v) => BigInt(v as number)) : BigInt64Array.from({ length: rows }, (_, r) => BigInt(features[r * width + f]!));
       else {
-        data = type === 'float32' ? new Float32Array(rows) : new Float64Array(rows);
+        data = type === 'float32' ? float32Array(rows) : float64Array(rows);
         for (let r = 0; r < rows; r++) data[r] = features[r * width + f]!;
       }
       feeds[this.features[f]!] = new ort.Tensor(type, data, [rows, 1]);
@@ -313,9 +316,9 @@ export class OnnxModel {
    */
   private fromScores(scores: Float32Array | Float64Array, rows: number): ClassificationAnswer {
     const k = this.classes.length;
-    const classes = new Int32Array(rows);
+    const classes = int32Array(rows);
     const labels = new Array<string>(rows);
-    const probabilities = new Float64Array(rows * k);
+    const probabilities = float64Array(rows * k);
     for (let r = 0; r < rows; r++) {
       const row = scores.subarray(r * k, (r + 1) * k);
       let top = 0;

@@ -25,17 +25,25 @@ export interface LogFs {
   close(fd: number): Promise<void>;
 }
 
+// Promisified once: promisify builds a new function each time it is called.
+const openAsync = promisify(open);
+const writeAsync = promisify(write);
+const readAsync = promisify(read);
+const fstatAsync = promisify(fstat);
+const statAsync = promisify(stat);
+const ftruncateAsync = promisify(ftruncate);
+const closeAsync = promisify(close);
 export const nodeLogFs: LogFs = {
-  open: (path) => promisify(open)(path, 'a+'),
-  write: async (fd, data, offset, length) => (await promisify(write)(fd, data, offset, length, null)).bytesWritten,
+  open: (path) => openAsync(path, 'a+'),
+  write: async (fd, data, offset, length) => (await writeAsync(fd, data, offset, length, null)).bytesWritten,
   read: async (fd, position, length) => {
-    const { buffer, bytesRead } = await promisify(read)(fd, Buffer.alloc(length), 0, length, position);
+    const { buffer, bytesRead } = await readAsync(fd, Buffer.alloc(length), 0, length, position);
     return buffer.subarray(0, bytesRead);
   },
-  fstat: (fd) => promisify(fstat)(fd),
-  stat: (path) => promisify(stat)(path),
-  truncate: (fd) => promisify(ftruncate)(fd, 0),
-  close: (fd) => promisify(close)(fd),
+  fstat: (fd) => fstatAsync(fd),
+  stat: (path) => statAsync(path),
+  truncate: (fd) => ftruncateAsync(fd, 0),
+  close: (fd) => closeAsync(fd),
 };
 
 export interface FeatureLogOptions {

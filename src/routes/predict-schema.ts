@@ -2,6 +2,7 @@ import type { FastifyError } from 'fastify';
 import { categoricalColumns, type CategoryCodes, type FeatureSpec, type ReadRows } from '../model/feature-input.js';
 import { FLOAT32_MAX } from '../monitor/float32.js';
 import type { InvalidReason } from '../monitor/metrics.js';
+import { float64Array } from '../model/slab.js';
 
 
 /** What a prediction body looks like, for messages that tell the client what to send. */
@@ -196,7 +197,7 @@ export function explainValidation(
 export function toMatrix(rowsIn: readonly Row[], names: readonly string[], codes: CategoryCodes): ReadRows {
   const width = names.length;
   const rows = rowsIn.length;
-  const values = new Float64Array(rows * width);
+  const values = float64Array(rows * width);
   const categorical = categoricalColumns(codes, width, rows);
   // Plain loops copying value by value: TypedArray.set from a JS array and a forEach callback cost
   // more per row than all of Monitor.record.

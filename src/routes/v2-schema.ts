@@ -4,6 +4,7 @@ import type { InvalidReason } from '../monitor/metrics.js';
 import { FLOAT32_MAX } from '../monitor/float32.js';
 import { describe, explainWholeBody, firstComplaint, lookup, pointer, quote } from './predict-schema.js';
 import { invalidInput } from './prediction-errors.js';
+import { float64Array } from '../model/slab.js';
 
 /** A tensor of the Open Inference Protocol (KServe V2); `data` is flat or nested as the shape. */
 export interface V2Tensor {
@@ -112,7 +113,7 @@ export function tensorRows(tensor: V2Tensor, specs: readonly FeatureSpec[], maxB
   if (columns !== width) throw invalidInput('wrong_feature_count', `${at}.shape must be [rows, ${width}] (${names.join(', ')}), got [${rows}, ${columns}]`);
   if (rows === 0) throw invalidInput('empty_batch', `${at}.shape has 0 rows; send at least one`);
   if (rows > maxBatchRows) throw invalidInput('batch_too_large', `${at} has ${rows} rows; at most ${maxBatchRows} are accepted (--max-batch-rows)`);
-  const values = new Float64Array(rows * width);
+  const values = float64Array(rows * width);
   const put = (v: unknown, i: number, where: string) => {
     values[i] = checkedNumber({ name: names[i % width]!, json: 'number', nullable: nullable[i % width]!, categorical: false }, v, where);
   };
@@ -161,7 +162,7 @@ export function tensorColumns(inputs: readonly V2Tensor[], specs: readonly Featu
   const rows = inputs[0]!.shape[0]!;
   if (rows === 0) throw invalidInput('empty_batch', `${at(0)}.shape has 0 rows; send at least one`);
   if (rows > maxBatchRows) throw invalidInput('batch_too_large', `${at(0)} has ${rows} rows; at most ${maxBatchRows} are accepted (--max-batch-rows)`);
-  const values = new Float64Array(rows * width);
+  const values = float64Array(rows * width);
   const categorical = categoricalColumns(codes, width, rows);
   specs.forEach((spec, f) => {
     const i = byName.get(spec.name)!;
