@@ -217,7 +217,7 @@ export class Rollout {
         // Work queued for a pair a reload has since replaced compares nothing still exposed.
         if (candidate === undefined || job.comparison !== comparison) continue;
         const started = process.hrtime.bigint();
-        const { answer } = await this.predict(candidate, job.values, job.rows, job.sent);
+        const answer = await this.predict(candidate, job.values, job.rows, job.sent);
         candidate.metrics.observeInference(Number(process.hrtime.bigint() - started) / 1e9);
         candidate.record(job.values, answer, job.rows, job.ids);
         comparison.compare(job.answer, answer, job.rows);

@@ -42,11 +42,12 @@ export interface ClassificationAnswer {
 
 export type Answer = RegressionAnswer | ClassificationAnswer;
 
-export interface Prediction {
-  answer: Answer;
-  /** The upstream's own answer when it speaks the client's protocol: the client gets it byte for byte. */
-  upstreamBody?: string;
-}
+/**
+ * What a model answered, and from an upstream speaking the client's protocol its own answer too,
+ * which the client gets byte for byte. The answer itself rather than a wrapper around it: the
+ * in-process model's answer is passed on without another promise per request.
+ */
+export type Prediction = Answer & { upstreamBody?: string };
 
 /** What answers predictions: the ONNX session in-process, or the upstream model server in sidecar mode. */
 export interface Model {
@@ -74,7 +75,7 @@ export function inProcess(onnx: OnnxModel): Model {
     tensorPerFeature: onnx.perFeatureInputs,
     outputNames: onnx.outputNames,
     hasProbabilities: onnx.hasProbabilities,
-    predict: async (features, rows, sent) => ({ answer: await onnx.predict(features, rows, sent.categorical) }),
+    predict: (features, rows, sent) => onnx.predict(features, rows, sent.categorical),
     close: () => onnx.close(),
   };
 }

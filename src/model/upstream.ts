@@ -82,7 +82,7 @@ export class UpstreamModel implements Model {
     }
     const parsed = this.answer(answer, rows);
     if (typeof parsed === 'string') throw new UpstreamAnswerError(this.url, parsed);
-    return passthrough ? { answer: parsed, upstreamBody: text } : { answer: parsed };
+    return passthrough ? { ...parsed, upstreamBody: text } : parsed;
   }
 
   /** The upstream's answer in the baseline's terms, or what is wrong with it. */

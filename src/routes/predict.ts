@@ -49,7 +49,8 @@ export default async function predictRoutes(app: FastifyInstance) {
         },
       },
     },
-    async (request, reply) => {
+    // Not async: the promise of predictAndAnswer is the handler's, without another wrapped around it.
+    (request, reply) => {
       const { features, instances } = request.body;
       const rowsIn = instances ?? [features!];
       const rows = rowsIn.length;

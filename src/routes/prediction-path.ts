@@ -45,12 +45,12 @@ export async function predictAndAnswer(
   const started = process.hrtime.bigint();
   const prediction = await rollout.predict(watch, values, rows, sent);
   watch.metrics.observeInference(Number(process.hrtime.bigint() - started) / 1e9);
-  const ids = watch.record(values, prediction.answer, rows);
-  rollout.shadow(watch, values, rows, sent, prediction.answer, ids);
+  const ids = watch.record(values, prediction, rows);
+  rollout.shadow(watch, values, rows, sent, prediction, ids);
   reply.header(ID_HEADER, ids.requestId);
   if (rollout.candidate) reply.header(VERSION_HEADER, watch.baseline.version);
   if (prediction.upstreamBody !== undefined) return reply.type('application/json').send(prediction.upstreamBody);
-  return format(prediction.answer, ids, watch);
+  return format(prediction, ids, watch);
 }
 
 /** A classifier's probabilities per row as class-to-probability maps (null where they are none); undefined for a model without them. */
