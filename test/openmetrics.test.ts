@@ -1,5 +1,5 @@
 import t from 'tap';
-import { toOpenMetrics, withoutNaN } from '../src/monitor/openmetrics.js';
+import { openMetricsFamilies, withoutNaN } from '../src/monitor/openmetrics.js';
 import { predict, testApp, trainRows } from './helpers/app.js';
 
 const accept = 'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
@@ -22,7 +22,7 @@ t.test('Prometheus asking for OpenMetrics gets OpenMetrics; anyone else the text
 
 t.test('the conversion renames counter families and leaves gauges alone', async (t) => {
   const text = '# HELP a_total A.\n# TYPE a_total counter\na_total 2\n\n# HELP g G.\n# TYPE g gauge\ng 0.5\n';
-  t.equal(toOpenMetrics(text), '# HELP a A.\n# TYPE a counter\na_total 2\n# HELP g G.\n# TYPE g gauge\ng 0.5\n# EOF\n');
+  t.equal(openMetricsFamilies(text), '# HELP a A.\n# TYPE a counter\na_total 2\n# HELP g G.\n# TYPE g gauge\ng 0.5');
 });
 
 t.test('NaN samples are left out, their families and every other sample kept', async (t) => {

@@ -6,6 +6,7 @@ import type { ClassificationMonitor } from './classification.js';
 import { rangeSides } from './features.js';
 import { feedbackOutcomes, type ClassConfusion, type Feedback, type RegressionErrors } from './feedback.js';
 import type { Monitor } from './monitor.js';
+import { openMetricsFamilies, withoutNaN } from './openmetrics.js';
 import { evictionReasons } from './prediction-store.js';
 import type { RegressionMonitor } from './regression.js';
 
@@ -104,17 +105,11 @@ type Sample = { value: number; metricName?: string; sharedLabels: Readonly<Label
 
 /** As prom-client escapes a label value and a help text. */
 const escapeText = (text: string) => text.replaceAll('\\', '\\\\').replaceAll('\n', '\\n');
-const labelTexts = new WeakMap<Readonly<Labels>, string>();
 function labelText(labels: Readonly<Labels>): string {
-  let text = labelTexts.get(labels);
-  if (text === undefined) {
-    const pairs = Object.entries(labels).map(([name, value]) => `${name}="${typeof value === 'string' ? escapeText(value).replaceAll('"', '\\"') : value}"`);
-    text = pairs.length === 0 ? '' : `{${pairs.join(',')}}`;
-    labelTexts.set(labels, text);
-  }
-  return text;
+  const pairs = Object.entries(labels).map(([name, value]) => `${name}="${typeof value === 'string' ? escapeText(value).replaceAll('"', '\\"') : value}"`);
+  return pairs.length === 0 ? '' : `{${pairs.join(',')}}`;
 }
-/** As prom-client writes a value, NaN as "Nan" included (withoutNaN then drops those lines). */
+/** As prom-client writes a value (lines() leaves NaN out). */
 const valueText = (v: number) => (Number.isNaN(v) ? 'Nan' : v === Infinity ? '+Inf' : v === -Infinity ? '-Inf' : `${v}`);
 
 /**
@@ -124,20 +119,71 @@ const valueText = (v: number) => (Number.isNaN(v) ? 'Nan' : v === Infinity ? '+I
  */
 class ScrapeTimeMetric {
   readonly aggregator = 'sum';
+  private written: string | undefined;
+  /**
+   * The start of each sample's line, up to its value, by the sample's place in the list, with the
+   * label set and name it was written for: a family's series come in the same order at every
+   * scrape, so each is formatted once (a series that moves is formatted again).
+   */
+  private readonly starts: string[] = [];
+  private readonly startLabels: Readonly<Labels>[] = [];
+  private readonly startNames: (string | undefined)[] = [];
   constructor(
     readonly name: string,
     readonly help: string,
     readonly type: 'gauge' | 'counter' | 'histogram',
     readonly samples: () => Sample[],
+    /**
+     * Whether its samples never change (a baseline's figures): their lines are then written once.
+     * At 200 features the baseline families are 2,600 lines, nearly all of them fractions, whose
+     * shortest decimal form is the costliest part of a line to write.
+     */
+    private readonly constant = false,
   ) {}
 
   get() {
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.samples() };
   }
 
-  text(): string {
-    let out = `# HELP ${this.name} ${escapeText(this.help)}\n# TYPE ${this.name} ${this.type}`;
-    for (const s of this.samples()) out += `\n${s.metricName ?? this.name}${labelText(s.sharedLabels)} ${valueText(s.value)}`;
+  /** Its sample lines, each after a line end. */
+  lines(): string {
+    if (this.written !== undefined) return this.written;
+    let out = '';
+    const samples = this.samples();
+    const { starts, startLabels, startNames } = this;
+    for (let i = 0; i < samples.length; i++) {
+      const { sharedLabels, metricName, value } = samples[i]!;
+      if (startLabels[i] !== sharedLabels || startNames[i] !== metricName) {
+        starts[i] = `\n${metricName ?? this.name}${labelText(sharedLabels)} `;
+        startLabels[i] = sharedLabels;
+        startNames[i] = metricName;
+      }
+      // Left out as withoutNaN leaves out prom-client's: a sample that says nothing.
+      if (value === value) out += starts[i]! + valueText(value);
+    }
+    if (this.constant) this.written = out;
+    return out;
+  }
+
+  /** The family, in the text format or in OpenMetrics, where a counter family is named without `_total` (its samples keep it). */
+  text(openMetrics = false): string {
+    const family = openMetrics && this.type === 'counter' ? this.name.replace(/_total$/, '') : this.name;
+    return `# HELP ${family} ${escapeText(this.help)}\n# TYPE ${family} ${this.type}${this.lines()}`;
+  }
+}
+
+/** A family of the app's registry: the lines of the family of that name of every source, in turn. */
+class MergedMetric extends ScrapeTimeMetric {
+  constructor(
+    first: ScrapeTimeMetric,
+    private readonly sources: () => readonly Families[],
+  ) {
+    super(first.name, first.help, first.type, () => sources().flatMap((source) => source.get(first.name)?.samples() ?? []));
+  }
+
+  override lines(): string {
+    let out = '';
+    for (const source of this.sources()) out += source.get(this.name)?.lines() ?? '';
     return out;
   }
 }
@@ -147,9 +193,24 @@ class ScrapeTimeMetric {
  * (prom-client's default metrics) as it does, in registration order, in the Prometheus text format.
  */
 class ExpositionRegistry extends Registry {
-  override async metrics(): Promise<string> {
-    const texts = await Promise.all(this.getMetricsAsArray().map((m) => ((m as unknown) instanceof ScrapeTimeMetric ? (m as unknown as ScrapeTimeMetric).text() : this.getSingleMetricAsString(m.name))));
-    return `${texts.join('\n\n')}\n`;
+  /**
+   * The exposition without NaN samples, in the text format or in OpenMetrics. The model_ families
+   * write either format themselves, so the thousands of lines of a wide model are written once
+   * and never searched or split again; only prom-client's few default families are converted.
+   */
+  async exposition(openMetrics: boolean): Promise<string> {
+    const texts = await Promise.all(
+      this.getMetricsAsArray().map(async (m) => {
+        if ((m as unknown) instanceof ScrapeTimeMetric) return (m as unknown as ScrapeTimeMetric).text(openMetrics);
+        const text = withoutNaN(`${await this.getSingleMetricAsString(m.name)}\n`).slice(0, -1);
+        return openMetrics ? openMetricsFamilies(text) : text;
+      }),
+    );
+    return openMetrics ? `${texts.join('\n')}\n# EOF\n` : `${texts.join('\n\n')}\n`;
+  }
+
+  override metrics(): Promise<string> {
+    return this.exposition(false);
   }
 }
 
@@ -164,6 +225,10 @@ export function familyBuilder(id: Readonly<Labels>) {
   const families = new Map<string, ScrapeTimeMetric>();
   const register = (name: string, help: string, type: ScrapeTimeMetric['type'], samples: () => Sample[]) => {
     families.set(name, new ScrapeTimeMetric(name, help, type, samples));
+  };
+  /** A gauge whose samples never change for the life of the version (its baseline's figures, its name). */
+  const constant = (name: string, help: string, samples: () => Sample[]) => {
+    families.set(name, new ScrapeTimeMetric(name, help, 'gauge', samples, true));
   };
   /** `id` plus `label` set to each value: built once, so each set's text is formatted once (see Sample). */
   const labelSets = (label: string, values: readonly string[]): Readonly<Labels>[] => values.map((v) => Object.freeze({ ...id, [label]: v }));
@@ -196,7 +261,7 @@ export function familyBuilder(id: Readonly<Labels>) {
       ];
     });
   };
-  return { families: families as Families, register, labelSets, enumCounter, histogram };
+  return { families: families as Families, register, constant, labelSets, enumCounter, histogram };
 }
 
 /**
@@ -223,8 +288,7 @@ export class MergedRegistry {
     for (const families of this.sources()) {
       for (const [name, first] of families) {
         if (this.registry.getSingleMetric(name) !== undefined) continue;
-        const samples = () => this.sources().flatMap((source) => source.get(name)?.samples() ?? []);
-        this.registry.registerMetric(new ScrapeTimeMetric(name, first.help, first.type, samples) as never);
+        this.registry.registerMetric(new MergedMetric(first, this.sources) as never);
       }
     }
   }
@@ -251,7 +315,7 @@ export interface Metrics {
 export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: FeatureLogCounts | undefined, feedback: Feedback): Metrics {
   const id = Object.freeze({ model: baseline.model, version: baseline.version });
   const names = baseline.features.map((f) => f.name);
-  const { families, register, labelSets, enumCounter, histogram } = familyBuilder(id);
+  const { families, register, constant, labelSets, enumCounter, histogram } = familyBuilder(id);
   const featureLabels = names.map((feature) => ({ ...id, feature }));
   /**
    * One sample per label set of `labels` with a value; a value that is NaN or Inf is omitted: a
@@ -272,7 +336,7 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
     return Number.isFinite(v) ? [{ sharedLabels: id, value: v }] : [];
   };
 
-  register('model_info', 'Which model and version are served (always 1).', 'gauge', () => [{ sharedLabels: id, value: 1 }]);
+  constant('model_info', 'Which model and version are served (always 1).', () => [{ sharedLabels: id, value: 1 }]);
 
   const countRequest = enumCounter('model_requests_total', 'Requests to prediction routes, by outcome.', 'outcome', requestOutcomes);
   const countInvalid = enumCounter('model_invalid_inputs_total', 'Rejected inputs, by reason (closed enum).', 'reason', invalidReasons);
@@ -295,8 +359,8 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
   register('model_feature_mean', 'Rolling mean of each numeric feature over the last window rows, missing values left out.', 'gauge', () =>
     perFeature(numericValue((f) => features.window.mean(f))),
   );
-  register('model_feature_baseline_mean', 'Training mean of each numeric feature.', 'gauge', () => perFeature(numericValue((_, b) => b.mean)));
-  register('model_feature_baseline_stddev', 'Training standard deviation of each numeric feature.', 'gauge', () => perFeature(numericValue((_, b) => b.stddev)));
+  constant('model_feature_baseline_mean', 'Training mean of each numeric feature.', () => perFeature(numericValue((_, b) => b.mean)));
+  constant('model_feature_baseline_stddev', 'Training standard deviation of each numeric feature.', () => perFeature(numericValue((_, b) => b.stddev)));
   register('model_feature_mean_deviation_ratio', '(rolling mean - training mean) / abs(training mean), numeric features.', 'gauge', () =>
     perFeature(numericValue((f, b) => (features.window.mean(f) - b.mean) / Math.abs(b.mean))),
   );
@@ -321,19 +385,19 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
   });
   const perBucket = (buckets: readonly Bucket[], value: (b: Bucket) => number): Sample[] => buckets.map((b) => ({ sharedLabels: b.labels, value: value(b) }));
   register('model_feature_bin_total', 'Rows per numeric feature and baseline quantile bin.', 'counter', () => perBucket(bins, (b) => features.binTotals[b.flat]!));
-  register('model_feature_baseline_bin_ratio', 'Share of training rows in each baseline quantile bin.', 'gauge', () => perBucket(bins, (b) => b.ratio));
+  constant('model_feature_baseline_bin_ratio', 'Share of training rows in each baseline quantile bin.', () => perBucket(bins, (b) => b.ratio));
   if (categories.length > 0) {
     register('model_feature_category_total', 'Rows per categorical feature and category: the baseline\'s, __other__ (pooled in training), __unseen__ (never seen there).', 'counter', () =>
       perBucket(categories, (b) => features.binTotals[b.flat]!),
     );
-    register('model_feature_baseline_category_ratio', 'Share of training rows of each category, smoothed by half a row per category.', 'gauge', () => perBucket(categories, (b) => b.ratio));
+    constant('model_feature_baseline_category_ratio', 'Share of training rows of each category, smoothed by half a row per category.', () => perBucket(categories, (b) => b.ratio));
   }
   register('model_feature_psi', 'Population stability index of the rolling window against the baseline bins, or categories.', 'gauge', () =>
     perFeature((f) => features.windowPsi(f)),
   );
   const featureSamples = (value: (f: number) => number): Sample[] => featureLabels.map((labels, f) => ({ sharedLabels: labels, value: value(f) }));
   register('model_feature_missing_total', 'Rows where the feature was null (missing).', 'counter', () => featureSamples((f) => features.missing[f]!));
-  register('model_feature_baseline_missing_ratio', 'Share of training rows where the feature was missing.', 'gauge', () => featureSamples((f) => baseline.features[f]!.missing_ratio ?? 0));
+  constant('model_feature_baseline_missing_ratio', 'Share of training rows where the feature was missing.', () => featureSamples((f) => baseline.features[f]!.missing_ratio ?? 0));
   if (featureLog) {
     register('model_feature_log_rows_total', 'Rows written to the CSV feature log.', 'counter', () => [{ sharedLabels: id, value: featureLog.rowsWritten }]);
     register('model_feature_log_errors_total', 'Rows the CSV feature log failed to write.', 'counter', () => [{ sharedLabels: id, value: featureLog.rowErrors }]);
@@ -381,13 +445,13 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
       binLabels.map((labels, bin) => ({ sharedLabels: labels, value: regression.buckets[bin]! })),
     );
     register('model_prediction_mean', 'Rolling mean of the last window predictions.', 'gauge', single(() => regression.window.mean(0)));
-    register('model_prediction_baseline_mean', 'Mean prediction on the training data.', 'gauge', () => [{ sharedLabels: id, value: b.prediction.mean }]);
+    constant('model_prediction_baseline_mean', 'Mean prediction on the training data.', () => [{ sharedLabels: id, value: b.prediction.mean }]);
     const errors = feedback.errors as RegressionErrors;
     histogram('model_prediction_abs_error', 'abs(prediction - actual) of matched labels; buckets are multiples of the baseline MAE.', errors.absError);
     register('model_prediction_squared_error_total', 'Sum of (prediction - actual)^2 of matched labels: RMSE across replicas.', 'counter', () => [
       { sharedLabels: id, value: errors.squaredErrorSum },
     ]);
-    register('model_prediction_baseline_abs_error_mean', 'MAE of the model on its held-out data.', 'gauge', () =>
+    constant('model_prediction_baseline_abs_error_mean', 'MAE of the model on its held-out data.', () =>
       b.abs_error_mean === null ? [] : [{ sharedLabels: id, value: b.abs_error_mean }],
     );
   }
@@ -398,13 +462,13 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
     const perClass = (value: (c: number) => number): Sample[] => finiteSamples(classLabels, value);
     register('model_prediction_class_total', 'Rows predicted as each class.', 'counter', () => perClass((c) => classification.classTotals[c]!));
     register('model_prediction_class_share', 'Share of each class among the last window predictions.', 'gauge', () => perClass((c) => classification.share(c)));
-    register('model_prediction_baseline_class_share', 'Share of each class among the predictions on the training data.', 'gauge', () =>
+    constant('model_prediction_baseline_class_share', 'Share of each class among the predictions on the training data.', () =>
       perClass((c) => b.prediction.class_shares[c]!),
     );
     register('model_prediction_class_psi', 'Population stability index of the window class shares against the baseline ones.', 'gauge', single(() => classification.psi()));
     if (classification.confidence) {
       histogram('model_prediction_confidence', 'Probability of the top class per row.', classification.confidence);
-      register('model_prediction_baseline_low_confidence_ratio', `Share of training rows whose top-class probability is at most ${LOW_CONFIDENCE}.`, 'gauge', () =>
+      constant('model_prediction_baseline_low_confidence_ratio', `Share of training rows whose top-class probability is at most ${LOW_CONFIDENCE}.`, () =>
         b.prediction.low_confidence_share === null ? [] : [{ sharedLabels: id, value: b.prediction.low_confidence_share }],
       );
     }
@@ -416,7 +480,7 @@ export function createMetrics(baseline: Baseline, monitor: Monitor, featureLog: 
     register('model_feedback_class_total', 'Matched labels by true (actual) and predicted class: accuracy, precision and recall across replicas.', 'counter', () =>
       cells.map((labels, i) => ({ sharedLabels: labels, value: confusion.counts[i]! })),
     );
-    register('model_prediction_baseline_accuracy', 'Accuracy of the model on its evaluation data.', 'gauge', () =>
+    constant('model_prediction_baseline_accuracy', 'Accuracy of the model on its evaluation data.', () =>
       b.accuracy === null ? [] : [{ sharedLabels: id, value: b.accuracy }],
     );
   }
