@@ -5,6 +5,7 @@ import type { FeedbackRejectReason } from '../monitor/metrics.js';
 import { explainFeedbackValidation, feedbackBodyHint, feedbackBodySchema, type FeedbackBody } from './feedback-schema.js';
 import { quote } from './predict-schema.js';
 import { clientGone, fromBodyParser, send } from './prediction-errors.js';
+import { tooDeepOr } from './json-body.js';
 
 const outcome = { type: 'string', enum: [...feedbackOutcomes] };
 
@@ -25,7 +26,8 @@ export default async function feedbackRoutes(app: FastifyInstance) {
       throw new FeedbackDisabledError();
     });
   }
-  app.setErrorHandler(function handle(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  app.setErrorHandler(function handle(raised: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+    const error = tooDeepOr(raised, request);
     if (clientGone(error)) return send(reply, error);
     let rejected: { reason: FeedbackRejectReason; error: FastifyError } | undefined;
     const handlerReason = (error as { reason?: FeedbackRejectReason }).reason;
@@ -52,7 +54,7 @@ export default async function feedbackRoutes(app: FastifyInstance) {
     {
       // Not shed under load: a label costs microseconds, cannot be sent again once its prediction
       // is evicted, and dropping labels only while overloaded would bias the error toward calm hours.
-      config: { answersUnderPressure: true },
+      config: { answersUnderPressure: true, depthBoundBySchema: true },
       schema: {
         body: feedbackBodySchema(config.maxBatchRows, classes !== undefined),
         response: {

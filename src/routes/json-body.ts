@@ -1,5 +1,17 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 import { JsonTooDeepError } from '../errors.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * The route's body schema types every level, so no body deeper than MAX_JSON_DEPTH can pass
+     * it, and ajv walks a body no deeper than its schema: the depth is then checked only when the
+     * schema has refused the body (tooDeepOr). On a 64-row batch the walk cost 40% of the JSON.parse
+     * before it, for every accepted body.
+     */
+    depthBoundBySchema?: boolean;
+  }
+}
 
 /**
  * Deepest nesting of arrays and objects a request body may have. The deepest valid body, a V2
@@ -37,17 +49,23 @@ export function nestsDeeperThan(value: unknown, max: number): boolean {
   return false;
 }
 
+/** A schema's refusal of a body nested too deep, as the parser refuses it on the other routes; any other error unchanged. */
+export function tooDeepOr(error: FastifyError, request: FastifyRequest): FastifyError {
+  return error.validation && nestsDeeperThan(request.body, MAX_JSON_DEPTH) ? new JsonTooDeepError(MAX_JSON_DEPTH, { cause: error }) : error;
+}
+
 /**
  * The application/json parser of every route: Fastify's own (its empty-body and syntax errors,
  * and its defaults against prototype poisoning: a `__proto__` or `constructor.prototype` key is
- * refused), then the depth bound, before the schema or anything else walks the body.
+ * refused), then the depth bound, before the schema or anything else walks the body (after the
+ * schema, on routes whose schema bounds the depth).
  */
 export function boundJsonDepth(app: FastifyInstance): void {
   const parse = app.getDefaultJsonParser('error', 'error');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, text, done) => {
     parse(request, text as string, (error, body) => {
       if (error) done(error, undefined);
-      else if (nestsDeeperThan(body, MAX_JSON_DEPTH)) done(new JsonTooDeepError(MAX_JSON_DEPTH), undefined);
+      else if (!request.routeOptions.config.depthBoundBySchema && nestsDeeperThan(body, MAX_JSON_DEPTH)) done(new JsonTooDeepError(MAX_JSON_DEPTH), undefined);
       else done(null, body);
     });
   });

@@ -22,6 +22,7 @@ export default async function observeRoutes(app: FastifyInstance) {
   app.post<{ Body: ObserveBody }>(
     '/observe',
     {
+      config: { depthBoundBySchema: true },
       schema: {
         body: observeBodySchema(specs, config.maxBatchRows, classes !== undefined),
         response: { 200: { type: 'object', properties: { id: { type: 'string' }, ids: { type: 'array', items: { type: 'string' } } } } },

@@ -33,6 +33,7 @@ export default async function predictRoutes(app: FastifyInstance) {
   app.post<{ Body: PredictBody }>(
     '/predict',
     {
+      config: { depthBoundBySchema: true },
       schema: {
         body: predictBodySchema(specs, config.maxBatchRows),
         response: {

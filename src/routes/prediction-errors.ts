@@ -2,6 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { BodyTooLargeError, EmptyBodyError, InvalidInputError, MalformedJsonError, ModelNotFoundError, UnsupportedMediaTypeError } from '../errors.js';
 import type { InvalidReason, Metrics } from '../monitor/metrics.js';
+import { tooDeepOr } from './json-body.js';
 
 /** The rejections every JSON route shares; each route's reason enum includes them. */
 type BodyReason = 'malformed_json' | 'empty_body' | 'unsupported_media_type' | 'body_too_large' | 'too_deep';
@@ -68,7 +69,8 @@ export function invalidInput(reason: InvalidReason, message: string): FastifyErr
  */
 export function predictionErrorHandler(metricsFor: (request: FastifyRequest) => Metrics, form: PredictionForm, bodyLimit: number) {
   const { hint, explain, errorText } = form;
-  return function handle(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  return function handle(raised: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+    const error = tooDeepOr(raised, request);
     if (clientGone(error)) return send(reply, error, errorText);
     const metrics = metricsFor(request);
     let rejected: { reason: InvalidReason; error: FastifyError } | undefined;
