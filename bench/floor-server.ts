@@ -36,7 +36,7 @@ app.post<{ Body: { features?: Row; instances?: Row[] } }>('/predict', async (req
   const predictions = answer.values;
   const id = randomUUID();
   return instances
-    ? { ids: rows.map((_, r) => `${id}.${r}`), predictions: Array.from(predictions) }
+    ? { id, predictions: Array.from(predictions) }
     : { id, prediction: predictions[0] };
 });
 // For the bench's readiness poll; the model loaded before listen.

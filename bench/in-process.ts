@@ -33,7 +33,7 @@ async function batches(app: FastifyInstance, rows: number[][], batch: number, co
     Array.from({ length: count }, async (_, b) => {
       const values = new Float64Array(batch * width);
       for (let r = 0; r < batch; r++) values.set(rows[(b * batch + r) % rows.length]!, r * width);
-      return { values, answer: await app.watch.model.predict(values, batch, { protocol: 'json', body: undefined, categorical: [] }) };
+      return { values, answer: await app.watch.model.predict(values, batch, { protocol: 'json', body: undefined, batch: batch > 1, categorical: [] }) };
     }),
   );
 }

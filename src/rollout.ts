@@ -8,7 +8,7 @@ import { absErrorBuckets, type FeedbackOutcome } from './monitor/feedback.js';
 import { withinFloat32 } from './monitor/float32.js';
 import { familyBuilder, MergedRegistry, type Families, type Metrics } from './monitor/metrics.js';
 import { RateLimitedWarn } from './monitor/rate-limited-log.js';
-import type { RecordedIds, Watch } from './watch.js';
+import { rowIds, type RecordedIds, type Watch } from './watch.js';
 
 /** In canary mode, `primary` or `candidate`: the request goes where it says. */
 export const ROUTE_HEADER = 'x-modelwatch-route';
@@ -203,7 +203,7 @@ export class Rollout {
       return;
     }
     this.queue.push({ values, rows, sent, answer, ids, comparison });
-    for (const rowId of ids.rowIds) this.queuedRows.add(rowId);
+    for (const rowId of rowIds(ids)) this.queuedRows.add(rowId);
     if (this.draining) return;
     this.draining = true;
     setImmediate(() => void this.drain());
@@ -219,13 +219,13 @@ export class Rollout {
         const started = process.hrtime.bigint();
         const answer = await this.predict(candidate, job.values, job.rows, job.sent);
         candidate.metrics.observeInference(Number(process.hrtime.bigint() - started) / 1e9);
-        candidate.record(job.values, answer, job.rows, job.ids);
+        candidate.record(job.values, answer, job.rows, job.ids, true);
         comparison.compare(job.answer, answer, job.rows);
-        this.applyEarlyLabels(candidate, job.ids.rowIds);
+        this.applyEarlyLabels(candidate, rowIds(job.ids));
       } catch (err) {
         this.shadowFailures.warn({ err, id: job.ids.requestId, version: candidate?.baseline.version }, 'the candidate failed a shadow prediction; the client had the primary\'s answer');
       } finally {
-        for (const rowId of job.ids.rowIds) {
+        for (const rowId of rowIds(job.ids)) {
           this.queuedRows.delete(rowId);
           this.earlyLabels.delete(rowId);
         }

@@ -187,7 +187,7 @@ export async function simulate(options: SimulateOptions): Promise<SimulateSummar
       summary.rows += options.batch;
       try {
         const response = await pool.request({ method: 'POST', path: target.pathname, headers, body: JSON.stringify(body) });
-        const answer = (await response.body.json()) as { id?: string; ids?: string[]; prediction?: Answered; predictions?: Answered[] };
+        const answer = (await response.body.json()) as { id: string; prediction?: Answered; predictions?: Answered[] };
         if (response.statusCode === 200) {
           summary.ok++;
           const predictions = answer.predictions ?? [answer.prediction!];
@@ -203,7 +203,8 @@ export async function simulate(options: SimulateOptions): Promise<SimulateSummar
               const actual = targets![i]!;
               return typeof actual === 'number' ? actual + (options.labelNoise ?? 0) * noise() : actual;
             });
-            labelsPending.push(sendLabels(answer.ids ?? [answer.id!], predictions, actuals));
+            // A batch's row r is `<id>.<r>`.
+            labelsPending.push(sendLabels(answer.predictions ? answer.predictions.map((_, r) => `${answer.id}.${r}`) : [answer.id], predictions, actuals));
           }
         } else {
           count(summary.failed, String(response.statusCode));

@@ -37,15 +37,36 @@ export interface Watch {
    * primary's ids for the same rows, which a shadow candidate's rows take so one label reaches both
    * versions; such a prediction answered no client, so it is no request in model_requests_total.
    */
-  record(features: Float64Array, answer: Answer, rows: number, shadowOf?: RecordedIds): RecordedIds;
+  /**
+   * Records an accepted request's rows and answer under `ids` (new ones by default: a batch's rows
+   * named by number when it has more than one); `shadow` for a candidate's answer to rows the
+   * primary recorded, which counts no request.
+   */
+  record(features: Float64Array, answer: Answer, rows: number, ids?: RecordedIds, shadow?: boolean): RecordedIds;
   close(): Promise<void>;
 }
 
+/**
+ * A request's id (the CSV row's, the x-modelwatch-id header's) and how its rows are named: a
+ * single row by the request id itself, the rows of a batch as `<request id>.<row>` (even a batch
+ * of one row), so a batch answer carries one id however many rows it has.
+ */
 export interface RecordedIds {
-  /** One id for the request: the CSV row's id. */
   requestId: string;
-  /** One id per row: the request id itself for a single row, `<request id>.<row>` in a batch. */
-  rowIds: string[];
+  rows: number;
+  batch: boolean;
+}
+
+export function newIds(rows: number, batch: boolean): RecordedIds {
+  return { requestId: randomUUID(), rows, batch };
+}
+
+/** The id of each row, for what keys rows by id (a shadow's pending labels). */
+export function rowIds({ requestId, rows, batch }: RecordedIds): string[] {
+  const ids = new Array<string>(rows);
+  if (!batch) ids[0] = requestId;
+  else for (let r = 0; r < rows; r++) ids[r] = `${requestId}.${r}`;
+  return ids;
 }
 
 export interface WatchOptions {
@@ -100,14 +121,6 @@ function loggedPredictions(answer: Answer, classes: number, rows: number): Array
 }
 
 /** The app's CSV feature log, opened under the primary's model and version; undefined with --csv "". */
-function newIds(rows: number): RecordedIds {
-  const requestId = randomUUID();
-  // A plain loop rather than Array.from with a callback: this runs for every row of every batch.
-  const rowIds = new Array<string>(rows);
-  if (rows === 1) rowIds[0] = requestId;
-  else for (let r = 0; r < rows; r++) rowIds[r] = `${requestId}.${r}`;
-  return { requestId, rowIds };
-}
 
 export function openFeatureLog(config: ServeConfig, baseline: Baseline, log: FastifyBaseLogger, options: WatchOptions): FeatureLog | undefined {
   if (config.csv === '') return undefined;
@@ -139,8 +152,8 @@ export function createWatch(config: ServeConfig, baseline: Baseline, model: Mode
     metrics,
     featureLog,
     feedback,
-    record(features, answer, rows, shadowOf) {
-      const { requestId, rowIds } = shadowOf ?? newIds(rows);
+    record(features, answer, rows, ids = newIds(rows, rows > 1), shadow = false) {
+      const { requestId } = ids;
       const outliers = monitor.record(features, answer, rows);
       if (outliers > 0) {
         if (answer.task === 'regression') {
@@ -151,9 +164,9 @@ export function createWatch(config: ServeConfig, baseline: Baseline, model: Mode
       }
       featureLog?.append(requestId, features, loggedPredictions(answer, classes, rows), rows, answer.task === 'classification' ? answer.classes : undefined, logTag);
       // What a label is compared with: the predicted value, or the predicted class's index.
-      feedback.store.remember(requestId, answer.task === 'regression' ? answer.values : answer.classes, rows);
-      if (!shadowOf) metrics.countRequest('ok');
-      return { requestId, rowIds };
+      feedback.store.remember(requestId, answer.task === 'regression' ? answer.values : answer.classes, rows, ids.batch);
+      if (!shadow) metrics.countRequest('ok');
+      return ids;
     },
     close: () => model.close(),
   };

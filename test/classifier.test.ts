@@ -8,7 +8,7 @@ import type { ClassificationBaseline } from '../src/model/baseline.js';
 import { buildBaseline } from '../src/model/build-baseline.js';
 import { checkFeatureLog } from '../src/monitor/check-csv.js';
 import { CONFIDENCE_BUCKETS, PROBABILITY_BUCKETS } from '../src/monitor/classification.js';
-import { eventually, predict, repoRoot, sample, scrape, tempDir, testApp } from './helpers/app.js';
+import { batchRowIds, eventually, predict, repoRoot, sample, scrape, tempDir, testApp } from './helpers/app.js';
 import { fakeUpstream, listen, postJson } from './helpers/sidecar.js';
 
 const fixtures = join(repoRoot, 'models/fixtures');
@@ -62,8 +62,8 @@ async function sendRows(t: Test, app: FastifyInstance) {
   }
   const batch = await predict(app, { instances: testRows.slice(10).map((r) => r.features) });
   t.equal(batch.statusCode, 200);
-  const { ids, predictions, probabilities } = batch.json();
-  ids.forEach((rowId: string, r: number) => answered.push({ id: rowId, prediction: predictions[r], probabilities: probabilities?.[r] }));
+  const { predictions, probabilities } = batch.json();
+  batchRowIds(batch.json()).forEach((rowId, r) => answered.push({ id: rowId, prediction: predictions[r], probabilities: probabilities?.[r] }));
   return answered;
 }
 

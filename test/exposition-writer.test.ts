@@ -5,7 +5,7 @@ import { Registry } from 'prom-client';
 import t from 'tap';
 import { familyBuilder } from '../src/monitor/metrics.js';
 import { openMetricsFamilies, withoutNaN } from '../src/monitor/openmetrics.js';
-import { predict, tempDir, testApp, trainRows, trainTargets } from './helpers/app.js';
+import { batchRowIds, predict, tempDir, testApp, trainRows, trainTargets } from './helpers/app.js';
 import { postJson } from './helpers/sidecar.js';
 import { versionDir } from './helpers/rollout.js';
 
@@ -34,7 +34,7 @@ t.test('label values that need escaping, NaN and infinities: the lines prom-clie
 t.test('every family of a shadow rollout with labels: the lines prom-client writes', async (t) => {
   const candidateDir = await versionDir(join(await tempDir(t), 'v2'), '2', { scale: 1.3 });
   const { app } = await testApp(t, ['--candidate-dir', candidateDir, '--rollout', 'shadow']);
-  const { ids } = (await predict(app, { instances: trainRows.slice(0, 20) })).json();
+  const ids = batchRowIds((await predict(app, { instances: trainRows.slice(0, 20) })).json());
   await app.rollout.settled();
   await postJson(app, '/feedback', { labels: ids.map((id: string, r: number) => ({ id, actual: trainTargets[r]! })) });
   const ours = app.rollout.registry.registry.getMetricsAsArray().filter((m) => m.name.startsWith('model_'));

@@ -1,8 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import t from 'tap';
 import { absErrorBuckets, delayBuckets } from '../src/monitor/feedback.js';
-import { diabetesBaseline as baseline, featureNames, predict, sample, scrape, testApp, trainRows, trainTargets } from './helpers/app.js';
+import { batchRowIds, diabetesBaseline as baseline, featureNames, predict, sample, scrape, testApp, trainRows, trainTargets } from './helpers/app.js';
 import type { BadInput } from './helpers/bad-inputs.js';
+import { postJson } from './helpers/sidecar.js';
 
 const id = 'model="diabetes",version="1"';
 
@@ -37,7 +38,7 @@ t.test('MAE and RMSE from the metrics equal those of the (prediction, actual) pa
   }
   for (const start of [20, 35]) {
     const answer = (await predict(app, { instances: trainRows.slice(start, start + 15) })).json();
-    answer.ids.forEach((rowId: string, r: number) => pairs.push({ id: rowId, prediction: answer.predictions[r], actual: trainTargets[start + r]! }));
+    batchRowIds(answer).forEach((rowId, r) => pairs.push({ id: rowId, prediction: answer.predictions[r], actual: trainTargets[start + r]! }));
   }
   advance(90_000);
 
@@ -90,7 +91,7 @@ t.test('MAE and RMSE from the metrics equal those of the (prediction, actual) pa
 t.test('unknown and duplicate labels get a per-item answer, are counted, and never move the error metrics', async (t) => {
   const { app } = await testApp(t);
   const single = (await predict(app, { features: trainRows[0]! })).json().id as string;
-  const batch = (await predict(app, { instances: trainRows.slice(1, 3) })).json().ids as string[];
+  const batch = batchRowIds((await predict(app, { instances: trainRows.slice(1, 3) })).json());
   t.equal((await feedback(app, { id: single, actual: trainTargets[0] })).json().outcome, 'matched');
   const before = errorState(await scrape(app));
 
@@ -187,6 +188,19 @@ t.test('malformed and non-finite feedback gets a 4xx, is counted by reason, and 
   t.equal(sample(after, `model_requests_total{${id},outcome="invalid"}`), 0);
   // The valid label inside the rejected list was not applied: it still matches now.
   t.equal((await feedback(app, label)).json().outcome, 'matched');
+});
+
+t.test('a batch of one row is named like any batch: <id>.0, not <id>', async (t) => {
+  const { app } = await testApp(t);
+  const answer = (await predict(app, { instances: [trainRows[0]!] })).json();
+  t.same(Object.keys(answer), ['id', 'predictions']);
+  const outcomes = (await feedback(app, { labels: [{ id: answer.id, actual: trainTargets[0] }, { id: `${answer.id}.1`, actual: trainTargets[0] }, { id: `${answer.id}.0`, actual: trainTargets[0] }] })).json().outcomes;
+  t.same(outcomes, ['unknown_id', 'unknown_id', 'matched'], 'only row 0 of the batch exists');
+  const observed = (await postJson(app, '/observe', { instances: [trainRows[1]!], predictions: [150] })).json();
+  t.equal((await feedback(app, { id: `${observed.id}.0`, actual: 151 })).json().outcome, 'matched', 'an observed batch of one row, alike');
+  const m = await scrape(app);
+  t.equal(sample(m, `model_feedback_total{${id},outcome="matched"}`), 2);
+  t.equal(sample(m, `model_feedback_total{${id},outcome="unknown_id"}`), 2);
 });
 
 t.test('an evicted id answers unknown: by capacity and by age', async (t) => {

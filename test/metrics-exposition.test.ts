@@ -28,11 +28,11 @@ t.test('exact exposition after a known sequence of requests', async (t) => {
   const batchRows = trainRows.slice(4, 8);
   const batch = await predict(app, { instances: batchRows });
   t.equal(batch.statusCode, 200);
-  t.equal(batch.json().ids.length, 4);
-  t.equal(batch.json().ids[0], `${batch.json().ids[0].split('.')[0]}.0`, 'batch row ids share the request id');
+  t.same(Object.keys(batch.json()), ['id', 'predictions'], 'one id for the batch');
+  t.equal(batch.json().predictions.length, 4);
   sent.push(...batchRows);
   predictions.push(...batch.json().predictions);
-  ids.push(batch.json().ids[0].split('.')[0]);
+  ids.push(batch.json().id);
 
   const m = await scrape(app);
   const lines = new Set(m.split('\n'));
@@ -143,14 +143,14 @@ t.test('every accepted prediction is counted once under 50 concurrent requests',
     Array.from({ length: 50 }, (_, i) => (i % 5 === 0 ? predict(app, { instances: trainRows.slice(i, i + 3) }) : predict(app, { features: trainRows[i]! }))),
   );
   t.ok(responses.every((r) => r.statusCode === 200), 'all 200');
-  const rows = responses.reduce((n, r) => n + (r.json().ids?.length ?? 1), 0);
+  const rows = responses.reduce((n, r) => n + (r.json().predictions?.length ?? 1), 0);
   t.equal(rows, 40 + 10 * 3);
   const m = await scrape(app);
   t.equal(sample(m, `model_prediction_value_count{${id}}`), rows, 'histogram holds every row once');
   t.equal(sample(m, `model_requests_total{${id},outcome="ok"}`), 50);
   await app.close();
   const logged = readFileSync(csv, 'utf8').trim().split('\n').slice(1).map((l) => l.split(','));
-  const requestIds = responses.map((r) => r.json().id ?? r.json().ids[0].split('.')[0]);
+  const requestIds = responses.map((r) => r.json().id);
   t.equal(logged.length, 50, 'one CSV row per request');
   t.same(new Set(logged.map((l) => l[1])), new Set(requestIds), 'each request id once');
   t.equal(logged.reduce((n, l) => n + Number(l[4]), 0), rows, 'CSV rows column adds up to the rows predicted');

@@ -25,8 +25,7 @@ t.test('/observe records a reported prediction exactly as /predict records its o
   const { predictions } = (await predict(predicting, { instances: batch })).json();
   const response = await observe(observing, { instances: batch, predictions });
   t.equal(response.statusCode, 200);
-  const { ids } = response.json();
-  t.same(ids, [0, 1, 2, 3].map((r) => `${response.headers['x-modelwatch-id']}.${r}`), 'row ids of a batch, as /predict gives them');
+  t.same(response.json(), { id: response.headers['x-modelwatch-id'] }, 'one id for the batch, as /predict gives it: row r is <id>.<r>');
 
   const rowsLogged = async () => sample(await scrape(observing), `model_feature_log_rows_total{${id}}`) === 4 && sample(await scrape(predicting), `model_feature_log_rows_total{${id}}`) === 4;
   await eventually(rowsLogged, 'four CSV rows on each server');

@@ -2,7 +2,7 @@ import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
-import { diabetesBaseline, featureNames, predict, repoRoot, sample, scrape, tempDir, testApp, trainRows } from './helpers/app.js';
+import { batchRowIds, diabetesBaseline, featureNames, predict, repoRoot, sample, scrape, tempDir, testApp, trainRows } from './helpers/app.js';
 import { eventually, fakeUpstream, listen, postJson } from './helpers/sidecar.js';
 
 const id = 'model="diabetes",version="1"';
@@ -46,7 +46,7 @@ t.test('/observe: a reported prediction no float32 holds is a non_finite outlier
   ]) {
     const response = await postJson(app, '/observe', body);
     t.equal(response.statusCode, 200, 'a model may say anything: the report is recorded');
-    answered.push(...(response.json().ids ?? [response.json().id]));
+    answered.push(...('instances' in body ? batchRowIds({ id: response.json().id, predictions: body.instances! }) : [response.json().id]));
   }
   // The labels of the 1e200 row and of the finite one: only the finite one has an error to add.
   const labels = await postJson(app, '/feedback', { labels: [{ id: answered[0], actual: 0 }, { id: answered[4], actual: 150 }, { id: answered[6], actual: 0 }] });

@@ -4,7 +4,7 @@ import t, { type Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { predictionBuckets } from '../src/model/baseline.js';
 import { absErrorBuckets } from '../src/monitor/feedback.js';
-import { diabetesBaseline, predict, sample, scrape, tempDir, testApp, trainRows, trainTargets, eventually } from './helpers/app.js';
+import { batchRowIds, diabetesBaseline, predict, sample, scrape, tempDir, testApp, trainRows, trainTargets, eventually } from './helpers/app.js';
 import { postJson } from './helpers/sidecar.js';
 import { versionDir } from './helpers/rollout.js';
 
@@ -24,7 +24,7 @@ async function send(t: Test, app: FastifyInstance): Promise<{ ids: string[]; pre
   }
   const batch = await predict(app, { instances: trainRows.slice(10, 20) });
   t.equal(batch.statusCode, 200);
-  ids.push(...batch.json().ids);
+  ids.push(...batchRowIds(batch.json()));
   predictions.push(...batch.json().predictions);
   return { ids, predictions };
 }
@@ -97,7 +97,7 @@ t.test('shadow: a label that comes before the candidate predicted its row still 
   // before the queue has drained.
   const batches = Array.from({ length: 12 }, (_, i) => trainRows.slice(i * 10, i * 10 + 10));
   const answers = await Promise.all(batches.map((rows) => predict(app, { instances: rows })));
-  const labels = answers.flatMap((a, i) => (a.json().ids as string[]).map((id, r) => ({ id, actual: trainTargets[i * 10 + r]! })));
+  const labels = answers.flatMap((a, i) => batchRowIds(a.json()).map((id, r) => ({ id, actual: trainTargets[i * 10 + r]! })));
   const response = await postJson(app, '/feedback', { labels });
   t.same(new Set(response.json().outcomes), new Set(['matched']));
   t.ok(app.rollout.pendingShadowRows() > 0, 'the labels came while shadow work was queued');

@@ -48,9 +48,9 @@ t.test('SIGTERM under sustained load: every 200 is in the CSV exactly once, noth
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify(rows === 1 ? { features: picked[0] } : { instances: picked }),
       });
-      const body = (await response.body.json()) as { id?: string; ids?: string[] };
+      const body = (await response.body.json()) as { id: string };
       if (response.statusCode !== 200) return { status: response.statusCode, rows };
-      return { status: 200, id: body.id ?? body.ids![0]!.replace(/\.0$/, ''), rows };
+      return { status: 200, id: body.id, rows };
     } catch (err) {
       return { status: (err as { code?: string }).code ?? 'network', rows };
     }

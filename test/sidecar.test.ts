@@ -39,7 +39,7 @@ for (const protocol of ['json', 'v2'] as const) {
     // Answers in the upstream's protocol come back unchanged: they carry the upstream's ids, not the sidecar's.
     const passedThrough = protocol === 'json' ? answers.slice(0, 5) : answers.slice(5);
     for (const { header, body } of passedThrough) {
-      const upstreamId = body.parameters?.modelwatch_id ?? body.id ?? body.ids?.[0]?.split('.')[0];
+      const upstreamId = body.parameters?.modelwatch_id ?? body.id;
       t.match(upstreamId, /^[0-9a-f-]{36}$/, 'the upstream named its request');
       t.not(upstreamId, header, "the sidecar's own id is in the header");
     }

@@ -16,6 +16,8 @@ export const NO_CATEGORIES: CategoricalColumns = [];
 export interface SentRequest {
   protocol: Protocol;
   body: unknown;
+  /** Whether the rows came as a batch (JSON `instances`, a V2 tensor of more than one row): then named `<id>.<row>`. */
+  batch: boolean;
   /** The categorical values of its rows, which the row-major numbers hold as category codes. */
   categorical: CategoricalColumns;
 }

@@ -67,8 +67,11 @@ export class PredictionStore {
     return this.predictions.byteLength + this.times.byteLength + this.rows.byteLength + this.flags.byteLength + this.index.bytes;
   }
 
-  /** Remembers the `rows` predictions of request `requestId` (a UUID, as watch.record makes it), in row order. */
-  remember(requestId: string, predictions: ArrayLike<number>, rows: number): void {
+  /**
+   * Remembers the `rows` predictions of request `requestId` (a UUID, as watch.record makes it), in
+   * row order: as `<requestId>.<row>` when `batch`, as `requestId` itself for a single row.
+   */
+  remember(requestId: string, predictions: ArrayLike<number>, rows: number, batch = rows > 1): void {
     if (this.capacity === 0) return;
     const now = this.clock();
     this.expire(now);
@@ -78,7 +81,7 @@ export class PredictionStore {
       slot = this.headSlot;
       this.predictions[slot] = predictions[r]!;
       this.times[slot] = now;
-      this.rows[slot] = rows === 1 ? SINGLE : r;
+      this.rows[slot] = batch ? r : SINGLE;
       this.flags[slot] = 0;
       this.count++;
       this.headSlot = slot + 1 === this.capacity ? 0 : slot + 1;

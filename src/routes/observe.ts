@@ -4,6 +4,7 @@ import type { Answer } from '../model/model.js';
 import { explainValidation, observeBodyHint, observeBodySchema, toMatrix, type ObserveBody } from './predict-schema.js';
 import { invalidInput } from './prediction-errors.js';
 import { ID_HEADER, preparePredictionRoutes } from './prediction-path.js';
+import { newIds } from '../watch.js';
 
 /**
  * POST /observe: a service that runs its own model reports what it saw and said, and it is
@@ -25,7 +26,7 @@ export default async function observeRoutes(app: FastifyInstance) {
       config: { depthBoundBySchema: true },
       schema: {
         body: observeBodySchema(specs, config.maxBatchRows, classes !== undefined),
-        response: { 200: { type: 'object', properties: { id: { type: 'string' }, ids: { type: 'array', items: { type: 'string' } } } } },
+        response: { 200: { type: 'object', properties: { id: { type: 'string' } } } },
       },
     },
     async (request, reply) => {
@@ -43,9 +44,9 @@ export default async function observeRoutes(app: FastifyInstance) {
         ? classAnswerFromJson(classes, answers, probabilityList)
         : { task: 'regression', values: Float64Array.from(answers as (number | null)[], (p) => p ?? Number.NaN) };
       // Another service's model answered: recorded as the primary's, whatever version serves now.
-      const ids = app.watch.record(toMatrix(rowsIn, featureNames, codes).values, answer, rowsIn.length);
-      reply.header(ID_HEADER, ids.requestId);
-      return instances ? { ids: ids.rowIds } : { id: ids.requestId };
+      const { requestId } = app.watch.record(toMatrix(rowsIn, featureNames, codes).values, answer, rowsIn.length, newIds(rowsIn.length, instances !== undefined));
+      reply.header(ID_HEADER, requestId);
+      return { id: requestId };
     },
   );
 }

@@ -3,13 +3,12 @@ import { explainValidation, predictBodyHint, predictBodySchema, toMatrix, type P
 import { jsonPrediction, jsonPredictions, jsonPredictionSchema as prediction, predictAndAnswer, preparePredictionRoutes, probabilityMaps } from './prediction-path.js';
 
 /**
- * A regression batch answer as its response schema serialises it, by hand: the schema's serialiser
- * escapes each row id character by character, and on a 64-row batch that cost more than the rest
- * of the answer. Row ids are a UUID and a row number (watch.ts), which JSON never escapes; a
- * prediction is a number or null, which String() writes as JSON does.
+ * A regression batch answer as its response schema serialises it, by hand: on a 64-row batch the
+ * schema's serialiser cost more than the rest of the answer. The id is a UUID (watch.ts), which
+ * JSON never escapes; a prediction is a number or null, which String() writes as JSON does.
  */
-export function regressionBatchJson({ ids, predictions }: { ids: string[]; predictions: (number | null)[] }): string {
-  let out = `{"ids":[${ids.length === 0 ? '' : `"${ids.join('","')}"`}],"predictions":[`;
+export function regressionBatchJson({ id, predictions }: { id: string; predictions: (number | null)[] }): string {
+  let out = `{"id":"${id}","predictions":[`;
   for (let r = 0; r < predictions.length; r++) out += r === 0 ? String(predictions[r]) : `,${predictions[r]}`;
   return `${out}]}`;
 }
@@ -42,7 +41,6 @@ export default async function predictRoutes(app: FastifyInstance) {
             properties: {
               id: { type: 'string' },
               prediction: answered.label,
-              ids: { type: 'array', items: { type: 'string' } },
               predictions: { type: 'array', items: answered.label },
               ...(classes && { probabilities: answered.probabilities }),
             },
@@ -56,18 +54,19 @@ export default async function predictRoutes(app: FastifyInstance) {
       const rowsIn = instances ?? [features!];
       const rows = rowsIn.length;
       const { values, categorical } = toMatrix(rowsIn, featureNames, codes);
-      const sent = { protocol: 'json', body: request.body, categorical } as const;
-      return predictAndAnswer(app.rollout, request, reply, values, rows, sent, (answer, { rowIds }) => {
+      const sent = { protocol: 'json', body: request.body, batch: instances !== undefined, categorical } as const;
+      // A batch answer carries one id: row r's is `<id>.<r>` (watch.ts), not repeated row by row.
+      return predictAndAnswer(app.rollout, request, reply, values, rows, sent, (answer, { requestId: id }) => {
         if (answer.task === 'regression') {
-          if (!instances) return { id: rowIds[0], prediction: jsonPrediction(answer.values[0]!) };
+          if (!instances) return { id, prediction: jsonPrediction(answer.values[0]!) };
           // A reply's own serializer leaves the content type unset.
           reply.type('application/json; charset=utf-8').serializer(regressionBatchJson);
-          return { ids: rowIds, predictions: jsonPredictions(answer.values) };
+          return { id, predictions: jsonPredictions(answer.values) };
         }
         const probabilities = probabilityMaps(classes!, answer, rows);
         return instances
-          ? { ids: rowIds, predictions: answer.labels, ...(probabilities && { probabilities }) }
-          : { id: rowIds[0], prediction: answer.labels[0], ...(probabilities && { probabilities: probabilities[0] }) };
+          ? { id, predictions: answer.labels, ...(probabilities && { probabilities }) }
+          : { id, prediction: answer.labels[0], ...(probabilities && { probabilities: probabilities[0] }) };
       });
     },
   );

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { probabilityMap } from '../model/class-answer.js';
 import type { Answer, ClassificationAnswer, SentRequest } from '../model/model.js';
 import { VERSION_HEADER, type Rollout } from '../rollout.js';
-import type { RecordedIds, Watch } from '../watch.js';
+import { newIds, type RecordedIds, type Watch } from '../watch.js';
 import { predictionErrorHandler, type PredictionForm } from './prediction-errors.js';
 
 /** Names the request id (what /feedback takes) on every recorded answer, including one passed through unchanged. */
@@ -45,7 +45,7 @@ export async function predictAndAnswer(
   const started = process.hrtime.bigint();
   const prediction = await rollout.predict(watch, values, rows, sent);
   watch.metrics.observeInference(Number(process.hrtime.bigint() - started) / 1e9);
-  const ids = watch.record(values, prediction, rows);
+  const ids = watch.record(values, prediction, rows, newIds(rows, sent.batch));
   rollout.shadow(watch, values, rows, sent, prediction, ids);
   reply.header(ID_HEADER, ids.requestId);
   if (rollout.candidate) reply.header(VERSION_HEADER, watch.baseline.version);

@@ -116,7 +116,7 @@ export default async function v2Routes(app: FastifyInstance) {
       async (request, reply) => {
         const { id, inputs } = request.body;
         const { values, rows, categorical } = perFeature ? tensorColumns(inputs, specs, codes, config.maxBatchRows) : { ...tensorRows(inputs[0]!, specs, config.maxBatchRows), categorical: [] };
-        const sent = { protocol: 'v2', body: request.body, categorical } as const;
+        const sent = { protocol: 'v2', body: request.body, batch: rows > 1, categorical } as const;
         const format = (answer: Answer, { requestId }: RecordedIds, watch: Watch) => ({
           model_name: baseline.model,
           model_version: watch.baseline.version,

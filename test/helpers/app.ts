@@ -49,6 +49,9 @@ export const predict = (app: FastifyInstance, body: unknown) =>
   app.inject({ method: 'POST', url: '/predict', headers: { 'content-type': 'application/json' }, payload: JSON.stringify(body) });
 
 /** Value of the one exposition line that starts with `series ` (exact labels in exposition order). */
+/** The row ids of a batch answer `{"id", "predictions"}`: row r's is `<id>.<r>`, by definition. */
+export const batchRowIds = ({ id, predictions }: { id: string; predictions: unknown[] }): string[] => predictions.map((_, r) => `${id}.${r}`);
+
 export function sample(exposition: string, series: string): number | undefined {
   const line = exposition.split('\n').find((l) => l.startsWith(`${series} `));
   return line === undefined ? undefined : Number(line.slice(series.length + 1));

@@ -17,7 +17,7 @@ import type { ClassificationBaseline } from '../../src/model/baseline.js';
 import { buildBaseline } from '../../src/model/build-baseline.js';
 import { CONFIDENCE_BUCKETS, PROBABILITY_BUCKETS } from '../../src/monitor/classification.js';
 import { psi } from '../../src/monitor/psi.js';
-import { featureNames, repoRoot, tempDir, trainRows, trainTargets } from '../helpers/app.js';
+import { batchRowIds, featureNames, repoRoot, tempDir, trainRows, trainTargets } from '../helpers/app.js';
 import { escapeRegex } from '../helpers/grafana.js';
 import { versionDir } from '../helpers/rollout.js';
 import { JOB, post, startApps, startPrometheus, startTraffic, waitFor, type Prometheus, type Sample, type Target } from './harness.js';
@@ -212,7 +212,7 @@ async function burst({ target, baseline, rows }: Classifier): Promise<Sent> {
   for (let i = 0; i < inputs.length; i += BURST_BATCH) {
     const batch = inputs.slice(i, i + BURST_BATCH);
     const answer = (await send(target, '/predict', { instances: batch.map((r) => r.features) }, 200)) as {
-      ids: string[];
+      id: string;
       predictions: string[];
       probabilities: Record<string, number>[];
     };
@@ -223,7 +223,7 @@ async function burst({ target, baseline, rows }: Classifier): Promise<Sent> {
       sent.positive.push(p[1]!);
       sent.labels.push({ actual: batch[j]!.actual, predicted });
     });
-    await sendLabels(target, answer.ids.map((id, j) => ({ id, actual: batch[j]!.actual })));
+    await sendLabels(target, batchRowIds(answer).map((id, j) => ({ id, actual: batch[j]!.actual })));
   }
   const invalid = Object.fromEntries(classes.map((c, i) => [c, i === 0 ? 0.9 : 0.9 / (classes.length - 1)]));
   await send(target, '/observe', { features: rows[0]!.features, prediction: classes[0], probabilities: invalid }, 200);
@@ -363,7 +363,7 @@ t.test('every dashboard query returns data after simulated traffic', { timeout: 
     async () => {
       for (const replica of regressions) {
         const normal = batch();
-        const { ids } = (await send(replica, '/predict', { instances: normal.map((i) => trainRows[i]!) }, 200)) as { ids: string[] };
+        const ids = batchRowIds((await send(replica, '/predict', { instances: normal.map((i) => trainRows[i]!) }, 200)) as { id: string; predictions: number[] });
         await sendLabels(replica, ids.map((id, j) => ({ id, actual: trainTargets[normal[j]!]! })));
         await send(replica, '/predict', { instances: batch().map((i) => drift(trainRows[i]!)) }, 200);
         await send(replica, '/predict', { features: trainRows[0]!.slice(0, featureNames.length - 1) }, 400);

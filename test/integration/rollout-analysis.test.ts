@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadAll } from 'js-yaml';
 import t from 'tap';
-import { repoRoot, tempDir, trainRows, trainTargets } from '../helpers/app.js';
+import { batchRowIds, repoRoot, tempDir, trainRows, trainTargets } from '../helpers/app.js';
 import { versionDir } from '../helpers/rollout.js';
 import { finished, freePort, spawnCli, waitReady } from '../helpers/cli.js';
 import { post, startPrometheus, startTraffic, waitFor } from './harness.js';
@@ -65,7 +65,7 @@ t.test('the rollout analysis passes a candidate that is the same model and fails
         const rows = Array.from({ length: 16 }, () => next++ % trainRows.length);
         const answer = await post(target, '/predict', { instances: rows.map((i) => trainRows[i]!) });
         if (answer.status !== 200) throw new Error(`/predict answered ${answer.status}: ${JSON.stringify(answer.body)}`);
-        const { ids } = answer.body as { ids: string[] };
+        const ids = batchRowIds(answer.body as { id: string; predictions: number[] });
         const labels = await post(target, '/feedback', { labels: ids.map((id, j) => ({ id, actual: trainTargets[rows[j]!]! })) });
         if (labels.status !== 200) throw new Error(`/feedback answered ${labels.status}`);
       };
