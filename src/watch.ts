@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { DestinationStream } from 'pino';
 import type { ServeConfig } from './config.js';
@@ -17,6 +16,7 @@ import { PredictionStore, type Clock } from './monitor/prediction-store.js';
 import { RateLimitedWarn } from './monitor/rate-limited-log.js';
 import { RegressionMonitor } from './monitor/regression.js';
 import { float64Array } from './model/slab.js';
+import { randomUuid } from './monitor/uuid-index.js';
 
 /** What the server knows about its model and everything it has seen: the app's one piece of state. */
 export interface Watch {
@@ -58,7 +58,7 @@ export interface RecordedIds {
 }
 
 export function newIds(rows: number, batch: boolean): RecordedIds {
-  return { requestId: randomUUID(), rows, batch };
+  return { requestId: randomUuid(), rows, batch };
 }
 
 /** The id of each row, for what keys rows by id (a shadow's pending labels). */

@@ -1,5 +1,41 @@
+import { randomFillSync } from 'node:crypto';
+
 /** Length of a UUID in its canonical 8-4-4-4-12 form, as randomUUID() writes it. */
 export const UUID_LENGTH = 36;
+
+/** UUIDs' worth of random bytes drawn from the CSPRNG at once, as node:crypto's randomUUID buffers them. */
+const POOL_UUIDS = 512;
+const pool = new Uint8Array(16 * POOL_UUIDS);
+let pooled = POOL_UUIDS;
+const uuidText = Buffer.from('00000000-0000-4000-8000-000000000000', 'latin1');
+/** Where each of the 16 bytes' two hex digits go in the 8-4-4-4-12 text. */
+const DIGIT_AT = Uint8Array.from({ length: 16 }, (_, b) => b * 2 + (b >= 4 ? 1 : 0) + (b >= 6 ? 1 : 0) + (b >= 8 ? 1 : 0) + (b >= 10 ? 1 : 0));
+const HEX_DIGITS = Uint8Array.from('0123456789abcdef', (c) => c.charCodeAt(0));
+/** The last UUID randomUuid() made, and its four words: UuidIndex.add reads them instead of parsing it again. */
+let lastUuid = '';
+const lastWords = new Int32Array(4);
+
+/**
+ * A random (version 4) UUID in lower case, as crypto.randomUUID() makes it, written in one
+ * latin1 slice rather than joined from 20 pieces: half its time, and the index gets its words for free.
+ */
+export function randomUuid(): string {
+  if (pooled === POOL_UUIDS) {
+    randomFillSync(pool);
+    pooled = 0;
+  }
+  const o = pooled++ * 16;
+  pool[o + 6] = (pool[o + 6]! & 0x0f) | 0x40;
+  pool[o + 8] = (pool[o + 8]! & 0x3f) | 0x80;
+  for (let b = 0; b < 16; b++) {
+    const byte = pool[o + b]!;
+    uuidText[DIGIT_AT[b]!] = HEX_DIGITS[byte >> 4]!;
+    uuidText[DIGIT_AT[b]! + 1] = HEX_DIGITS[byte & 15]!;
+  }
+  for (let w = 0; w < 4; w++) lastWords[w] = (pool[o + w * 4]! << 24) | (pool[o + w * 4 + 1]! << 16) | (pool[o + w * 4 + 2]! << 8) | pool[o + w * 4 + 3]!;
+  lastUuid = uuidText.toString('latin1', 0, UUID_LENGTH);
+  return lastUuid;
+}
 
 /**
  * UUID -> slot for up to `slots` slots, in typed arrays only: open addressing with linear probing
@@ -31,7 +67,8 @@ export class UuidIndex {
 
   /** Indexes `slot` under `uuid`; false (and nothing indexed) when `uuid` is not a UUID. */
   add(uuid: string, slot: number): boolean {
-    if (uuid.length !== UUID_LENGTH || !this.parse(uuid)) return false;
+    if (uuid === lastUuid) this.parsed.set(lastWords);
+    else if (uuid.length !== UUID_LENGTH || !this.parse(uuid)) return false;
     const { keys, cells, mask, parsed } = this;
     keys.set(parsed, slot * 4);
     let i = home(parsed[0]!, parsed[1]!, parsed[2]!, parsed[3]!) & mask;
