@@ -18,10 +18,10 @@ export interface Server {
   stop(): Promise<void>;
 }
 
-/** Starts `node --import tsx <script> <args> --port <free>` in the repository root and waits for GET /readyz. */
-export async function startServer(name: string, script: string, args: string[]): Promise<Server> {
+/** Starts `node <nodeFlags> --import tsx <script> <args> --port <free>` in the repository root and waits for GET /readyz. */
+export async function startServer(name: string, script: string, args: string[], nodeFlags: string[] = []): Promise<Server> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args, '--port', String(port)], {
+  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', script, ...args, '--port', String(port)], {
     cwd: root,
     env: childEnv(),
     stdio: ['ignore', 'inherit', 'inherit'],
