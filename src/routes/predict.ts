@@ -2,12 +2,17 @@ import type { FastifyInstance } from 'fastify';
 import { explainValidation, predictBodyHint, predictBodySchema, toMatrix, type PredictBody } from './predict-schema.js';
 import { jsonPrediction, jsonPredictions, jsonPredictionSchema as prediction, predictAndAnswer, preparePredictionRoutes, probabilityMaps } from './prediction-path.js';
 
+type RegressionAnswerJson = { id: string; prediction: number | null } | { id: string; predictions: (number | null)[] };
+
 /**
- * A regression batch answer as its response schema serialises it, by hand: on a 64-row batch the
- * schema's serialiser cost more than the rest of the answer. The id is a UUID (watch.ts), which
- * JSON never escapes; a prediction is a number or null, which String() writes as JSON does.
+ * A regression answer as its response schema serialises it, by hand: on a 64-row batch the
+ * schema's serialiser cost more than the rest of the answer, and on one row a third of a
+ * microsecond. The id is a UUID (watch.ts), which JSON never escapes; a prediction is a number or
+ * null, which String() writes as JSON does.
  */
-export function regressionBatchJson({ id, predictions }: { id: string; predictions: (number | null)[] }): string {
+export function regressionAnswerJson(answer: RegressionAnswerJson): string {
+  if ('prediction' in answer) return `{"id":"${answer.id}","prediction":${answer.prediction}}`;
+  const { id, predictions } = answer;
   let out = `{"id":"${id}","predictions":[`;
   for (let r = 0; r < predictions.length; r++) out += r === 0 ? String(predictions[r]) : `,${predictions[r]}`;
   return `${out}]}`;
@@ -58,10 +63,9 @@ export default async function predictRoutes(app: FastifyInstance) {
       // A batch answer carries one id: row r's is `<id>.<r>` (watch.ts), not repeated row by row.
       return predictAndAnswer(app.rollout, request, reply, values, rows, sent, (answer, { requestId: id }) => {
         if (answer.task === 'regression') {
-          if (!instances) return { id, prediction: jsonPrediction(answer.values[0]!) };
           // A reply's own serializer leaves the content type unset.
-          reply.type('application/json; charset=utf-8').serializer(regressionBatchJson);
-          return { id, predictions: jsonPredictions(answer.values) };
+          reply.type('application/json; charset=utf-8').serializer(regressionAnswerJson);
+          return instances ? { id, predictions: jsonPredictions(answer.values) } : { id, prediction: jsonPrediction(answer.values[0]!) };
         }
         const probabilities = probabilityMaps(classes!, answer, rows);
         return instances
