@@ -273,3 +273,30 @@ t.test('a model name and version that need quoting are written as fast-csv write
   const expected = await writeToString(rows.slice(1));
   t.equal(text.slice(text.indexOf('\n') + 1), `${expected}\n`, 'byte for byte what fast-csv writes');
 });
+
+t.test('rows that keep coming while a write is held up outgrow the pending buffer; every row reaches the file once, in order', async (t) => {
+  const csv = join(await tempDir(t), 'log.csv');
+  let release: () => void = () => {};
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let writes = 0;
+  const fs: Partial<LogFs> = {
+    write: async (fd, data, offset, length) => {
+      // The second write (rows only, no header before them) waits until the test lets it go:
+      // 3,000 rows (about 450 KB) pile up behind it.
+      if (++writes === 2) await gate;
+      return nodeLogFs.write(fd, data, offset, length);
+    },
+  };
+  const { app } = await logApp(t, csv, { fs });
+  const ids = await sendSettled(t, app, trainRows.slice(0, 1));
+  for (let i = 0; i < 3000; i++) ids.push((await predict(app, { features: trainRows[i % trainRows.length]! })).json().id);
+  t.equal((await logCounts(app))[0], 1, 'nothing more written while the second write is held');
+  release();
+  await eventually(async () => (await logCounts(app))[0] === 3001, 'every row written');
+  t.same(await logCounts(app), [3001, 0, 0]);
+  t.ok(writes >= 3, 'the rows that piled up went out in later writes');
+  const lines = readFileSync(csv, 'utf8').split('\n');
+  t.equal(lines[0], header, 'one header first');
+  t.equal(lines.at(-1), '', 'the file ends with a line end');
+  t.same(lines.slice(1, -1).map((line) => line.split(',')[1]), ids, 'each row once, in the order answered');
+});
