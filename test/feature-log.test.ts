@@ -274,7 +274,7 @@ t.test('a model name and version that need quoting are written as fast-csv write
   t.equal(text.slice(text.indexOf('\n') + 1), `${expected}\n`, 'byte for byte what fast-csv writes');
 });
 
-t.test('rows that keep coming while a write is held up outgrow the pending buffer; every row reaches the file once, in order', async (t) => {
+t.test('rows that keep coming while a write is held up pile up behind it; every row reaches the file once, in order', async (t) => {
   const csv = join(await tempDir(t), 'log.csv');
   let release: () => void = () => {};
   const gate = new Promise<void>((resolve) => (release = resolve));
