@@ -8,7 +8,8 @@ import { absErrorBuckets, type FeedbackOutcome } from './monitor/feedback.js';
 import { withinFloat32 } from './monitor/float32.js';
 import { familyBuilder, MergedRegistry, type Families, type Metrics } from './monitor/metrics.js';
 import { RateLimitedWarn } from './monitor/rate-limited-log.js';
-import { rowIds, type RecordedIds, type Watch } from './watch.js';
+import { rowIds, type RecordedIds } from './request-ids.js';
+import type { Watch } from './watch.js';
 
 /** In canary mode, `primary` or `candidate`: the request goes where it says. */
 export const ROUTE_HEADER = 'x-modelwatch-route';

@@ -4,6 +4,7 @@ import cliProgress from 'cli-progress';
 import { readNumericCsv } from './model/csv-rows.js';
 import { DataInvalidError } from './errors.js';
 import { mulberry32 } from './random.js';
+import { rowIds } from './request-ids.js';
 
 export interface SimulateOptions {
   url: string;
@@ -203,8 +204,8 @@ export async function simulate(options: SimulateOptions): Promise<SimulateSummar
               const actual = targets![i]!;
               return typeof actual === 'number' ? actual + (options.labelNoise ?? 0) * noise() : actual;
             });
-            // A batch's row r is `<id>.<r>`.
-            labelsPending.push(sendLabels(answer.predictions ? answer.predictions.map((_, r) => `${answer.id}.${r}`) : [answer.id], predictions, actuals));
+            const ids = rowIds({ requestId: answer.id, rows: predictions.length, batch: answer.predictions !== undefined });
+            labelsPending.push(sendLabels(ids, predictions, actuals));
           }
         } else {
           count(summary.failed, String(response.statusCode));

@@ -16,7 +16,7 @@ import { PredictionStore, type Clock } from './monitor/prediction-store.js';
 import { RateLimitedWarn } from './monitor/rate-limited-log.js';
 import { RegressionMonitor } from './monitor/regression.js';
 import { float64Array } from './model/slab.js';
-import { randomUuid } from './monitor/uuid-index.js';
+import { newIds, type RecordedIds } from './request-ids.js';
 
 /** What the server knows about its model and everything it has seen: the app's one piece of state. */
 export interface Watch {
@@ -33,40 +33,13 @@ export interface Watch {
   readonly featureLog: FeatureLog | undefined;
   readonly feedback: Feedback;
   /**
-   * Records an accepted prediction of `rows` rows everywhere it belongs, once. `shadowOf`: the
-   * primary's ids for the same rows, which a shadow candidate's rows take so one label reaches both
-   * versions; such a prediction answered no client, so it is no request in model_requests_total.
-   */
-  /**
-   * Records an accepted request's rows and answer under `ids` (new ones by default: a batch's rows
-   * named by number when it has more than one); `shadow` for a candidate's answer to rows the
-   * primary recorded, which counts no request.
+   * Records an accepted prediction of `rows` rows everywhere it belongs, once, under `ids` (new
+   * ones by default: a batch's rows named by number when it has more than one). `shadow`: a
+   * candidate's answer to rows the primary recorded, under the primary's ids so one label reaches
+   * both versions; it answered no client, so it is no request in model_requests_total.
    */
   record(features: Float64Array, answer: Answer, rows: number, ids?: RecordedIds, shadow?: boolean): RecordedIds;
   close(): Promise<void>;
-}
-
-/**
- * A request's id (the CSV row's, the x-modelwatch-id header's) and how its rows are named: a
- * single row by the request id itself, the rows of a batch as `<request id>.<row>` (even a batch
- * of one row), so a batch answer carries one id however many rows it has.
- */
-export interface RecordedIds {
-  requestId: string;
-  rows: number;
-  batch: boolean;
-}
-
-export function newIds(rows: number, batch: boolean): RecordedIds {
-  return { requestId: randomUuid(), rows, batch };
-}
-
-/** The id of each row, for what keys rows by id (a shadow's pending labels). */
-export function rowIds({ requestId, rows, batch }: RecordedIds): string[] {
-  const ids = new Array<string>(rows);
-  if (!batch) ids[0] = requestId;
-  else for (let r = 0; r < rows; r++) ids[r] = `${requestId}.${r}`;
-  return ids;
 }
 
 export interface WatchOptions {
@@ -121,7 +94,6 @@ function loggedPredictions(answer: Answer, classes: number, rows: number): Array
 }
 
 /** The app's CSV feature log, opened under the primary's model and version; undefined with --csv "". */
-
 export function openFeatureLog(config: ServeConfig, baseline: Baseline, log: FastifyBaseLogger, options: WatchOptions): FeatureLog | undefined {
   if (config.csv === '') return undefined;
   return new FeatureLog(config.csv, baseline.model, baseline.version, baseline.features, baseline.task === 'classification' ? baseline.classes : [], log, options.featureLog);

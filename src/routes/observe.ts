@@ -4,7 +4,7 @@ import type { Answer } from '../model/model.js';
 import { explainValidation, observeBodyHint, observeBodySchema, toMatrix, type ObserveBody } from './predict-schema.js';
 import { invalidInput } from './prediction-errors.js';
 import { ID_HEADER, preparePredictionRoutes } from './prediction-path.js';
-import { newIds } from '../watch.js';
+import { newIds } from '../request-ids.js';
 
 /**
  * POST /observe: a service that runs its own model reports what it saw and said, and it is

@@ -2,7 +2,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { probabilityMap } from '../model/class-answer.js';
 import type { Answer, ClassificationAnswer, SentRequest } from '../model/model.js';
 import { VERSION_HEADER, type Rollout } from '../rollout.js';
-import { newIds, type RecordedIds, type Watch } from '../watch.js';
+import { newIds, type RecordedIds } from '../request-ids.js';
+import type { Watch } from '../watch.js';
 import { predictionErrorHandler, type PredictionForm } from './prediction-errors.js';
 
 /** Names the request id (what /feedback takes) on every recorded answer, including one passed through unchanged. */
