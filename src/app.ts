@@ -66,6 +66,12 @@ export async function buildApp(config: ServeConfig, options: AppOptions = {}): P
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false, allowUnionTypes: true } },
   }) as unknown as FastifyInstance;
   if (web.main) secureServer(app, web.main);
+  if (config.upstream === '' && config.coalesceRows > 0) {
+    for (const { baseline, model } of loaded) {
+      if (model.coalesceRows > 0) app.log.info({ version: baseline.version, coalesceRows: model.coalesceRows }, `requests read together run the model once, up to ${model.coalesceRows} rows a run`);
+      else app.log.info({ version: baseline.version, coalesceRows: 0 }, 'each request runs the model alone: it answers rows differently in a batch (or takes one row a run)');
+    }
+  }
   let featureLog: FeatureLog | undefined;
   let rollout: Rollout;
   const makeWatch: WatchFactory = (role, { baseline, model }, primaryBaseline) =>

@@ -28,6 +28,7 @@ export const serveOptions = {
   predictionMax: { type: 'number', defaultFrom: "the baseline's prediction_bounds.max", description: 'a regression\'s predictions above this are counted as outliers (above_max)' },
   csv: { type: 'string', default: 'feature_log.csv', description: 'feature log path; empty string turns the log off' },
   maxBatchRows: { type: 'integer', minimum: 1, maximum: 100_000, default: 1024, description: 'most rows accepted in one request' },
+  coalesceRows: { type: 'integer', minimum: 0, maximum: 100_000, default: 1024, description: 'requests read in one turn of the event loop run the in-process model once, together, up to this many rows a run (a larger request runs alone), if the model answers rows alike alone and together, which start-up checks; 0 runs each request alone' },
   upstream: { type: 'string', default: '', description: 'sidecar mode: the model server to forward predictions to, e.g. http://127.0.0.1:9000; empty runs model.onnx in-process' },
   candidateUpstream: { type: 'string', default: '', description: 'sidecar mode with --candidate-dir: the model server of the candidate version, speaking --upstream-protocol as the primary\'s does; --candidate-dir then needs only baseline.json' },
   upstreamProtocol: { type: 'string', enum: ['json', 'v2'], default: 'json', description: 'what the upstream speaks: json (POST /predict, as modelwatch does) or v2 (the Open Inference Protocol, POST /v2/models/NAME/infer)' },

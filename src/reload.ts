@@ -31,7 +31,7 @@ export async function loadVersion(config: ServeConfig, role: Role, dir: string):
     classes: baseline.task === 'classification' ? baseline.classes : undefined,
     source: 'the baseline',
     fix: 'rebuild baseline.json with "modelwatch baseline"',
-  });
+  }, { coalesceRows: config.coalesceRows });
   return { baseline, model: inProcess(onnx) };
 }
 
@@ -138,7 +138,7 @@ export class Reloader {
       return;
     }
     this.count(role, 'ok');
-    this.log.info({ role, dir, version: version.baseline.version, previous: serving.baseline.version }, `reload: version ${version.baseline.version} swapped in for ${serving.baseline.version}`);
+    this.log.info({ role, dir, version: version.baseline.version, previous: serving.baseline.version, coalesceRows: version.model.coalesceRows }, `reload: version ${version.baseline.version} swapped in for ${serving.baseline.version}`);
     await this.rollout.replace(role, watch).catch((err: Error) => this.log.warn({ err, role, version: serving.baseline.version }, 'the version swapped out failed to close'));
     // The candidate's model_prediction_value takes the primary's bucket bounds, which a new
     // primary baseline moves: forgetting the candidate's signature reloads it, in this same

@@ -64,6 +64,8 @@ export interface Model {
   readonly outputNames: readonly string[];
   /** Whether a classifier's answers carry probabilities, so confidence is watched. */
   readonly hasProbabilities: boolean;
+  /** Rows of requests read together that run in one in-process run at most; 0: each request alone (always upstream). */
+  readonly coalesceRows: number;
   /** Predicts `rows` rows laid out row-major in `features`, numeric values as the client sent them, categorical ones in `sent.categorical`. */
   predict(features: Float64Array, rows: number, sent: SentRequest): Promise<Prediction>;
   close(): Promise<void>;
@@ -77,6 +79,7 @@ export function inProcess(onnx: OnnxModel): Model {
     tensorPerFeature: onnx.perFeatureInputs,
     outputNames: onnx.outputNames,
     hasProbabilities: onnx.hasProbabilities,
+    coalesceRows: onnx.coalesceRows,
     predict: (features, rows, sent) => onnx.predict(features, rows, sent.categorical),
     close: () => onnx.close(),
   };

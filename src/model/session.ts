@@ -4,6 +4,8 @@ import { ModelCorruptError, ModelMissingError, ModelOutputError, ModelShapeError
 import { PROBABILITY_SUM_TOLERANCE } from './baseline.js';
 import { NO_CATEGORIES, UNKNOWN_CLASS, type Answer, type CategoricalColumns, type ClassificationAnswer } from './model.js';
 import { readGraph, withoutZipMap } from './onnx-graph.js';
+import { Coalescer, rowsOf } from './coalesce.js';
+import { NativeSession } from './native-session.js';
 import { float32Array, float64Array, int32Array } from './slab.js';
 
 export type Task = 'regression' | 'classification';
@@ -69,13 +71,27 @@ const isScores = (m: ort.InferenceSession.ValueMetadata) => isFloat(m) && m.isTe
 const INPUT_TYPES: readonly string[] = ['float32', 'float64', 'int64', 'string'];
 const isColumn = (m: ort.InferenceSession.ValueMetadata) => m.isTensor && INPUT_TYPES.includes(m.type) && m.shape.length === 2 && (typeof m.shape[1] !== 'number' || m.shape[1] === 1);
 
+/** Rows of the probe that decides whether requests may run together: enough for the kernels' vector widths to show. */
+const PROBE_ROWS = 19;
+
+const sameNumbers = (a: ArrayLike<number> | undefined, b: ArrayLike<number> | undefined) =>
+  a === b || (a !== undefined && b !== undefined && a.length === b.length && Array.prototype.every.call(a, (v: number, i: number) => Object.is(v, b[i])));
+
+function sameAnswers(a: Answer, b: Answer): boolean {
+  if (a.task === 'regression' || b.task === 'regression') return a.task === 'regression' && b.task === 'regression' && sameNumbers(a.values, b.values);
+  return sameNumbers(a.classes, b.classes) && a.labels.join('\n') === b.labels.join('\n') && sameNumbers(a.probabilities, b.probabilities);
+}
+
 /** An ONNX model: one float or double [N, width] input, or one input per feature; a regression value or a class per row out. */
 export class OnnxModel {
   private readonly classIndex: Map<string, number>;
   readonly width: number;
+  /** Native runs so far: requests run together count once. */
+  runs = 0;
+  private coalescer: Coalescer;
 
   private constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly session: NativeSession,
     readonly file: string,
     readonly features: readonly string[],
     private readonly input: InputLayout,
@@ -87,6 +103,16 @@ export class OnnxModel {
   ) {
     this.classIndex = new Map(classes.map((c, i) => [c, i]));
     this.width = features.length;
+    this.coalescer = this.coalescing(0);
+  }
+
+  private coalescing(maxRows: number): Coalescer {
+    return new Coalescer((features, rows, categorical) => this.runNow(features, rows, categorical), this.width, this.classes.length, maxRows);
+  }
+
+  /** Rows requests may run together, at most; 0 when each runs alone, as the option asked or as the model needs. */
+  get coalesceRows(): number {
+    return this.coalescer.maxRows;
   }
 
   /** What the Open Inference Protocol's metadata names as the input: the matrix's name, or "features" for one input per feature. */
@@ -122,7 +148,12 @@ export class OnnxModel {
     return this.layout.kind === 'scores' || (this.layout.kind === 'label' && this.layout.probabilities !== undefined);
   }
 
-  static async load(file: string, expected: Expectation): Promise<OnnxModel> {
+  /**
+   * Loads `file` and checks it against `expected` with a warm-up row. `coalesceRows` above 0 lets
+   * requests that arrive together run as one batch of that many rows at most (coalesce.ts), if the
+   * model answers probe rows alone exactly as it answers them together; else each runs alone.
+   */
+  static async load(file: string, expected: Expectation, { coalesceRows = 0 } = {}): Promise<OnnxModel> {
     try {
       await access(file);
     } catch (cause) {
@@ -137,9 +168,9 @@ export class OnnxModel {
     } catch (cause) {
       throw new ModelCorruptError(file, (cause as Error).message, { cause });
     }
-    let session: ort.InferenceSession;
+    let session: NativeSession;
     try {
-      session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1 });
+      session = new NativeSession(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1 });
     } catch (cause) {
       throw new ModelCorruptError(file, (cause as Error).message, { cause });
     }
@@ -157,15 +188,16 @@ export class OnnxModel {
       } catch (cause) {
         throw new ModelShapeError(file, `a warm-up row of ${width} features (as ${expected.source} lists) failed: ${(cause as Error).message}`, { cause });
       }
+      if (coalesceRows > 0 && model.answersRowsAlike(warmUp)) model.coalescer = model.coalescing(coalesceRows);
       return model;
     } catch (err) {
-      await session.release();
+      session.release();
       throw err;
     }
   }
 
   /** Reads how rows become inputs from the session's metadata, or says which shape is unsupported or disagrees with the expectation. */
-  private static inputLayout(file: string, session: ort.InferenceSession, expected: Expectation): InputLayout {
+  private static inputLayout(file: string, session: NativeSession, expected: Expectation): InputLayout {
     const inputs = session.inputMetadata;
     const [input] = inputs;
     const width = expected.features.length;
@@ -206,7 +238,7 @@ export class OnnxModel {
   }
 
   /** Reads the output layout from the session's metadata, or says which shape is unsupported. */
-  private static signature(file: string, session: ort.InferenceSession, expected: Expectation, modelClasses: string[] | undefined) {
+  private static signature(file: string, session: NativeSession, expected: Expectation, modelClasses: string[] | undefined) {
     const found = `found inputs [${session.inputMetadata.map(describeValue).join('; ')}] and outputs [${session.outputMetadata.map(describeValue).join('; ')}]`;
     const outputs = session.outputMetadata;
     const label = outputs.find(isLabel);
@@ -245,11 +277,41 @@ export class OnnxModel {
   /**
    * Runs `rows` rows laid out row-major in `features` (NaN: missing); a categorical feature's
    * values are taken from `categorical`, where a missing string is "". Returns the answer per row.
+   * The run waits for the event loop's check phase, with the other requests read in its turn.
    */
-  async predict(features: Float32Array | Float64Array, rows: number, categorical: CategoricalColumns = NO_CATEGORIES): Promise<Answer> {
-    let results: ort.InferenceSession.ReturnType;
+  predict(features: Float32Array | Float64Array, rows: number, categorical: CategoricalColumns = NO_CATEGORIES): Promise<Answer> {
+    return this.coalescer.submit(features, rows, categorical);
+  }
+
+  /**
+   * Whether probe rows (varied numbers; the warm-up's categories and strings) get the same
+   * answers, bit for bit, run alone and run together. A model whose kernels take another path for
+   * a batch does not (onnxruntime's vectorised softmax rounds a probability differently), nor one
+   * that takes a batch of one row only; its requests then run alone.
+   */
+  private answersRowsAlike(warmUp: CategoricalColumns): boolean {
+    const rows = PROBE_ROWS;
+    const { width } = this;
+    const features = new Float64Array(rows * width).map((_, i) => Math.sin(i + 1) * 2);
+    const categorical = warmUp.map((column) => column && Array.from({ length: rows }, () => column[0]!));
+    let together: Answer;
     try {
-      results = await this.session.run(this.feeds(features, rows, categorical));
+      together = this.runNow(features, rows, categorical);
+    } catch {
+      return false;
+    }
+    for (let r = 0; r < rows; r++) {
+      const alone = this.runNow(features.subarray(r * width, (r + 1) * width), 1, categorical.map((column) => column?.slice(r, r + 1)));
+      if (!sameAnswers(alone, rowsOf(together, r, 1, this.classes.length))) return false;
+    }
+    return true;
+  }
+
+  private runNow(features: Float32Array | Float64Array, rows: number, categorical: CategoricalColumns): Answer {
+    let results: ort.InferenceSession.ReturnType;
+    this.runs++;
+    try {
+      results = this.session.run(this.feeds(features, rows, categorical));
     } catch (cause) {
       throw new InferenceFailedError((cause as Error).message, { cause });
     }
@@ -273,8 +335,8 @@ export class OnnxModel {
     return answer;
   }
 
-  close(): Promise<void> {
-    return this.session.release();
+  async close(): Promise<void> {
+    this.session.release();
   }
 
   private feeds(features: Float32Array | Float64Array, rows: number, categorical: CategoricalColumns): ort.InferenceSession.FeedsType {

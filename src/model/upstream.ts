@@ -20,6 +20,7 @@ const snippet = (text: string) => (text.length > 200 ? `${text.slice(0, 200)}...
  */
 export class UpstreamModel implements Model {
   readonly platform = 'modelwatch_sidecar';
+  readonly coalesceRows = 0;
   readonly inputName: string;
   readonly outputNames: readonly string[];
   /** A classifier upstream may answer probabilities; rows without them are simply not in the confidence histograms. */
