@@ -1,5 +1,5 @@
 /**
- * npm run bench: modelwatch against the bare server and the floor server (closed loop, and paced at one rate), the in-process cost of monitoring, the cost
+ * npm run bench: modelwatch (and modelwatch running each request alone) against the bare server and the floor server (closed loop, and paced at one rate), the in-process cost of monitoring, the cost
  * of a scrape, memory over a million rows and the overload guard, all in one run, as ratios
  * where there is something to compare with. Not part of npm test: its numbers depend on the machine.
  */
@@ -35,6 +35,8 @@ const rerun = `npm run bench -- ${Object.keys(defaults).map((name) => `--${name}
 
 const diabetesDir = join(root, 'models/diabetes');
 const work = await mkdtemp(join(tmpdir(), 'modelwatch-bench-'));
+/** modelwatch with --coalesce-rows 0: what the monitoring costs where requests never run together. */
+const ALONE = 'modelwatch, requests alone';
 const batchUnit = (batch: number) => (batch === 1 ? 'req' : 'rows');
 const print = (line = '') => process.stdout.write(`${line}\n`);
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
@@ -57,9 +59,11 @@ try {
 
   const { rows } = await loadRows(join(diabetesDir, 'train.csv'), 'target');
   const classifierNsPerRow = measureClassifierMonitor(diabetesDir, rows);
-  // A/B/C rounds: modelwatch, the bare server (the goal), the floor (modelwatch's response shape, ids included).
+  // A/B/C/D rounds: modelwatch, the bare server (the goal), the floor (modelwatch's response shape,
+  // ids included, requests run together as modelwatch runs them), and modelwatch running each request alone.
   const servers: Server[] = [
     await modelwatch('modelwatch', 'http.csv'),
+    await modelwatch(ALONE, 'alone.csv', ['--coalesce-rows', '0']),
     await startServer('bare', 'bench/bare-server.ts', []),
     await startServer('floor', 'bench/floor-server.ts', []),
   ];
@@ -85,9 +89,9 @@ try {
   const shed = await overload(guarded, bodies(rows, 1024, 1)[0]!, num('overload-connections'), num('overload-seconds'), rows[0]!).finally(() => guarded.stop());
 
   print();
-  // Ratios modelwatch/reference: throughput (higher is better), server CPU per request and p99 (lower is better).
-  const ratios = (byServer: Map<string, Throughput>, reference: string, batch: number) => {
-    const mw = byServer.get('modelwatch')!;
+  // Ratios subject/reference: throughput (higher is better), server CPU per request and p99 (lower is better).
+  const ratios = (byServer: Map<string, Throughput>, subject: string, reference: string, batch: number) => {
+    const mw = byServer.get(subject)!;
     const ref = byServer.get(reference)!;
     return {
       throughput: batch === 1 ? mw.requestsPerSecond / ref.requestsPerSecond : mw.rowsPerSecond / ref.rowsPerSecond,
@@ -95,14 +99,14 @@ try {
       p99: mw.p99 / ref.p99,
     };
   };
-  for (const reference of ['bare', 'floor']) {
-    print(`modelwatch / ${reference}, ${num('rounds')} rounds of ${num('seconds')} s each (A/B/C in turn), ${num('connections')} connections; rate is req/s at batch 1, rows/s at batch 64:`);
-    print(`| batch | round | rate ratio | server CPU/request ratio | p99 ratio | modelwatch rate | ${reference} rate | modelwatch CPU us/req | ${reference} CPU us/req | modelwatch p99 ms | ${reference} p99 ms |`);
+  for (const [subject, reference] of [['modelwatch', 'bare'], ['modelwatch', 'floor'], [ALONE, 'bare']] as const) {
+    print(`${subject} / ${reference}, ${num('rounds')} rounds of ${num('seconds')} s each (A/B/C/D in turn), ${num('connections')} connections; rate is req/s at batch 1, rows/s at batch 64:`);
+    print(`| batch | round | rate ratio | server CPU/request ratio | p99 ratio | ${subject} rate | ${reference} rate | ${subject} CPU us/req | ${reference} CPU us/req | ${subject} p99 ms | ${reference} p99 ms |`);
     print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     for (const [batch, { rounds }] of http) {
-      const each = rounds.map((byServer) => ratios(byServer, reference, batch));
+      const each = rounds.map((byServer) => ratios(byServer, subject, reference, batch));
       rounds.forEach((byServer, round) => {
-        const mw = byServer.get('modelwatch')!;
+        const mw = byServer.get(subject)!;
         const ref = byServer.get(reference)!;
         const rate = (t: Throughput) => (batch === 1 ? t.requestsPerSecond : t.rowsPerSecond);
         const r = each[round]!;
@@ -111,7 +115,7 @@ try {
             `${fmt(mw.cpuMicrosPerRequest, 1)} | ${fmt(ref.cpuMicrosPerRequest, 1)} | ${fmt(mw.p99, 2)} | ${fmt(ref.p99, 2)} |`,
         );
       });
-      const med = (pick: (t: Throughput) => number) => fmt(median(rounds.map((byServer) => pick(byServer.get('modelwatch')!))), 2);
+      const med = (pick: (t: Throughput) => number) => fmt(median(rounds.map((byServer) => pick(byServer.get(subject)!))), 2);
       const medRef = (pick: (t: Throughput) => number) => fmt(median(rounds.map((byServer) => pick(byServer.get(reference)!))), 2);
       const rate = (t: Throughput) => (batch === 1 ? t.requestsPerSecond : t.rowsPerSecond);
       print(
@@ -121,11 +125,11 @@ try {
       const non200 = [...http.get(batch)!.overall].filter(([, t]) => t.non200 > 0);
       if (non200.length > 0) print(`| ${batch} | non-200 answers: ${non200.map(([name, t]) => `${name} ${t.non200}`).join(', ')} | | | | | | | | | |`);
     }
-    const each = paced.comparison.rounds.map((byServer) => ratios(byServer, reference, 1));
+    const each = paced.comparison.rounds.map((byServer) => ratios(byServer, subject, reference, 1));
     const pacedCpu = (name: string) => fmt(median(paced.comparison.rounds.map((byServer) => byServer.get(name)!.cpuMicrosPerRequest)), 1);
     print(
       `| 1, paced at ${fmt(paced.rate)} req/s | **median** of ${each.length} | ${fmt(median(each.map((r) => r.throughput)), 2)} | **${fmt(median(each.map((r) => r.cpu)), 2)}** | ` +
-        `**${fmt(median(each.map((r) => r.p99)), 2)}** | | | ${pacedCpu('modelwatch')} | ${pacedCpu(reference)} | | |`,
+        `**${fmt(median(each.map((r) => r.p99)), 2)}** | | | ${pacedCpu(subject)} | ${pacedCpu(reference)} | | |`,
     );
     print();
   }

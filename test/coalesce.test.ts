@@ -5,6 +5,7 @@ import { Coalescer } from '../src/model/coalesce.js';
 import type { Answer, CategoricalColumns } from '../src/model/model.js';
 import { OnnxModel } from '../src/model/session.js';
 import { batchRowIds, eventually, featureNames, predict, repoRoot, sample, scrape, testApp, trainRows } from './helpers/app.js';
+import { mixedModelDir, mixedTrainingRows } from './helpers/mixed.js';
 
 const diabetesModel = join(repoRoot, 'models/diabetes/model.onnx');
 const diabetes = (coalesceRows: number) =>
@@ -116,4 +117,20 @@ t.test('the server answers concurrent requests as it answers them one by one, an
   await eventually(async () => (await readFile(csv, 'utf8')).trim().split('\n').length === bodies.length + 1, 'a CSV row per request');
   const ids = (await readFile(csv, 'utf8')).trim().split('\n').slice(1).map((line) => line.split(',')[1]);
   t.strictSame(new Set(ids), new Set(answers.map((a) => a.json().id)), 'each request in the log once, under its id');
+});
+
+t.test('a mixed-type model (a tensor per column, strings and missing values) runs requests together, each its own rows', async (t) => {
+  const { dir } = await mixedModelDir(t);
+  const training = await mixedTrainingRows();
+  const { app } = await testApp(t, ['--model-dir', dir]);
+  const { app: alone } = await testApp(t, ['--model-dir', dir, '--coalesce-rows', '0']);
+  t.equal(app.watch.model.coalesceRows, 1024, 'its answers are the same alone and together');
+  const bodies = Array.from({ length: 20 }, (_, i) => (i % 4 === 0 ? { instances: training.slice(i, i + 3) } : { features: training[i]! }));
+  const answers = await Promise.all(bodies.map((body) => predict(app, body)));
+  for (const [i, body] of bodies.entries()) {
+    const expected = (await predict(alone, body)).json();
+    const got = answers[i]!.json();
+    t.strictSame('instances' in body ? got.predictions : got.prediction, 'instances' in body ? expected.predictions : expected.prediction, `request ${i}`);
+  }
+  t.ok(training.slice(0, 20).some((row) => row.age === null || row.colour === null), 'missing values among the rows sent');
 });

@@ -292,7 +292,9 @@ export class OnnxModel {
   private answersRowsAlike(warmUp: CategoricalColumns): boolean {
     const rows = PROBE_ROWS;
     const { width } = this;
-    const features = new Float64Array(rows * width).map((_, i) => Math.sin(i + 1) * 2);
+    const types = this.inputTypes;
+    // int64 inputs take integers only.
+    const features = new Float64Array(rows * width).map((_, i) => (types[i % width] === 'int64' ? Math.round : Number)(Math.sin(i + 1) * 2));
     const categorical = warmUp.map((column) => column && Array.from({ length: rows }, () => column[0]!));
     let together: Answer;
     try {
