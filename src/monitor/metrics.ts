@@ -148,7 +148,7 @@ class ScrapeTimeMetric {
   /** Its sample lines, each after a line end. */
   lines(): string {
     if (this.written !== undefined) return this.written;
-    let out = '';
+    const parts: string[] = [];
     const samples = this.samples();
     const { starts, startLabels, startNames } = this;
     for (let i = 0; i < samples.length; i++) {
@@ -159,8 +159,12 @@ class ScrapeTimeMetric {
         startNames[i] = metricName;
       }
       // Left out as withoutNaN leaves out prom-client's: a sample that says nothing.
-      if (value === value) out += starts[i]! + valueText(value);
+      if (value === value) parts.push(starts[i]!, valueText(value));
     }
+    // Joined, not appended piece by piece: `+=` builds a tree of thousands of pieces, which
+    // encoding the response then walks (0.7 ms of a 200-feature scrape here, against 0.3 ms to
+    // encode the same text flat).
+    const out = parts.join('');
     if (this.constant) this.written = out;
     return out;
   }
