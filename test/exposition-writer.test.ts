@@ -19,11 +19,14 @@ async function both(metric: { name: string; text(): string }) {
   return { ours: metric.text(), promClient: withoutNaN(`${await plain.getSingleMetricAsString(metric.name)}\n`).slice(0, -1) };
 }
 
-t.test('label values that need escaping, NaN and infinities: the lines prom-client writes, NaN left out', async (t) => {
-  const { families, register, enumCounter, histogram } = familyBuilder({ model: 'a "quoted" \\ back\nslash', version: 'v1' });
+t.test('label values that need escaping or are not ASCII, NaN, infinities and the integers written digit by digit: the lines prom-client writes, NaN left out', async (t) => {
+  const { families, register, enumCounter, histogram } = familyBuilder({ model: 'a "quoted" \\ back\nslash', version: 'v1 größe 温度' });
   const count = enumCounter('x_total', 'help with \\ and\na newline', 'reason', ['one', 'two "2"']);
   count('one');
   register('x_gauge', 'values', 'gauge', () => [Number.NaN, Infinity, -Infinity, 1e-7, -0.5, 12345678901234567890].map((value, i) => ({ sharedLabels: { i }, value })));
+  // Around every power of ten the digit writer crosses, and the bound where `${v}` takes over.
+  const integers = [0, -0, 1, 9, 10, 11, 99, 100, 101, 65535, 123456789, 2 ** 31, 2 ** 32 + 1, 999999999999999, 1e15, 1e15 + 1, 2 ** 53, 1e21, -1, -10, 0.5, 9.999999999999999e14];
+  register('x_count_total', 'integers', 'counter', () => integers.map((value, i) => ({ sharedLabels: { i }, value })));
   histogram('x_seconds', 'a histogram', { bounds: [0.1, 1], counts: Float64Array.from([1, 2, 3]), sum: 4.5, count: 6 });
   for (const metric of families.values()) {
     const { ours, promClient } = await both(metric);
