@@ -1,9 +1,12 @@
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { Pool } from 'undici';
 import { featureLogHeader } from '../src/monitor/feature-log.js';
+import { FLUSH_GRACE_MS } from '../src/shutdown.js';
 import { featureNames, trainRows } from './helpers/app.js';
 import { finished, freePort, httpRequest, spawnCli, tempDir, waitReady } from './helpers/cli.js';
 
@@ -111,9 +114,8 @@ async function stalledRequest(port: number): Promise<{ socket: Socket; closed: P
 
 const logLines = (stdout: string) => stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
 
-async function startServing(t: Test, flags: string[]) {
-  const dir = await tempDir(t);
-  const csv = join(dir, 'log.csv');
+async function startServing(t: Test, flags: string[], csvPath?: string) {
+  const csv = csvPath ?? join(await tempDir(t), 'log.csv');
   const port = await freePort();
   const child = spawnCli(['serve', '--port', String(port), '--csv', csv, '--log-level', 'info', ...flags]);
   const exit = finished(child, 30_000);
@@ -191,4 +193,57 @@ t.test('a keep-alive client answered during the stop and then quiet does not hol
   t.ok(took < 5000, `exited once its one request was answered (${took} ms), not after the ${TIMEOUT_MS} ms timeout`);
   const stopped = logLines(result.stdout).filter((l) => String(l.msg).startsWith('stopped'));
   t.same(stopped.map(({ level, connections }) => ({ level, connections })), [{ level: 30, connections: 0 }], 'no connection had to be cut');
+});
+
+/**
+ * A server whose feature log is a pipe no one reads, after enough rows to fill it: its write is
+ * then stuck in the kernel, as on a hung NFS mount, and process.exit alone would never return.
+ */
+const STUCK_REQUESTS = 1200;
+async function servingIntoStuckPipe(t: Test, timeoutMs: number) {
+  const fifo = join(await tempDir(t), 'log.csv');
+  execFileSync('mkfifo', [fifo]);
+  // Open for reading and never read: the server's open succeeds, its writes block once 64 KiB wait.
+  const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+  t.teardown(() => closeSync(reader));
+  const serving = await startServing(t, ['--shutdown-timeout-ms', String(timeoutMs)], fifo);
+  // A CSV row a request, of about 200 bytes: REQUESTS of them are more than three times what the pipe holds.
+  const statuses = new Map<number, number>();
+  for (let i = 0; i < STUCK_REQUESTS; i += 20) {
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, j) => httpRequest(serving.port, 'POST', '/predict', { features: trainRows[(i + j) % trainRows.length] })));
+    for (const { status } of answers) statuses.set(status, (statuses.get(status) ?? 0) + 1);
+  }
+  t.same([...statuses], [[200, STUCK_REQUESTS]], 'every prediction answered while the log is stuck');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  return serving;
+}
+
+t.test('a feature-log write stuck in the kernel does not hold the stop: the process ends FLUSH_GRACE_MS after the deadline, saying what is lost', async (t) => {
+  const TIMEOUT_MS = 1000;
+  const { child, exit } = await servingIntoStuckPipe(t, TIMEOUT_MS);
+  const signalled = Date.now();
+  child.kill('SIGTERM');
+  const result = await exit;
+  const took = Date.now() - signalled;
+  t.ok(took >= TIMEOUT_MS + FLUSH_GRACE_MS - 100, `not before the deadline and the grace (${took} ms)`);
+  t.ok(took < TIMEOUT_MS + FLUSH_GRACE_MS + 3000, `ended ${took} ms after SIGTERM, not held by the write`);
+  t.equal(result.signal, 'SIGKILL', 'it killed itself: process.exit would wait for the stuck write');
+  const gaveUp = logLines(result.stdout).find((l) => String(l.msg).startsWith('stopping: the feature log did not flush'));
+  t.equal(gaveUp?.level, 50, 'an error says so');
+  const unwritten = gaveUp?.rowsUnwritten as number;
+  t.ok(unwritten > 0 && unwritten <= STUCK_REQUESTS, `with the rows not written (${unwritten} of the ${STUCK_REQUESTS})`);
+  t.ok((gaveUp?.fileTaskMs as number) >= TIMEOUT_MS + FLUSH_GRACE_MS, `and how long the write has been stuck (${gaveUp?.fileTaskMs} ms)`);
+});
+
+t.test('a second signal ends the process at once even while a feature-log write is stuck', async (t) => {
+  const { child, exit } = await servingIntoStuckPipe(t, 60_000);
+  child.kill('SIGTERM');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const signalled = Date.now();
+  child.kill('SIGTERM');
+  const result = await exit;
+  t.ok(Date.now() - signalled < 3000, 'within 3 s of the second signal, not after the 60 s timeout');
+  t.equal(result.signal, 'SIGKILL');
+  const second = logLines(result.stdout).find((l) => String(l.msg).startsWith('second signal'));
+  t.ok((second?.rowsUnwritten as number) > 0, `the warning counts the rows not written (${second?.rowsUnwritten})`);
 });

@@ -128,6 +128,7 @@ interface OpenFile {
  */
 export class FeatureLog implements FeatureLogCounts {
   rowsWritten = 0;
+  private rowsAppended = 0;
   rowErrors = 0;
   rowsLost = 0;
   private readonly fs: LogFs;
@@ -139,6 +140,8 @@ export class FeatureLog implements FeatureLogCounts {
   private failedSince = 0;
   private failureCode: string | undefined;
   private readonly failureLog: RateLimitedWarn;
+  /** When the file task in progress began (performance.now()), or NaN: a shutdown tells a stuck write by it. */
+  private taskStartedAt = Number.NaN;
   /** File operations run one at a time, in order: rows never interleave, a reopen never races a write. */
   private queue: Promise<void> = Promise.resolve();
   private writeQueued = false;
@@ -253,6 +256,7 @@ export class FeatureLog implements FeatureLogCounts {
       for (let c = 0; c < counts.length; c++) line += `,${counts[c]}`;
     }
 
+    this.rowsAppended++;
     if (this.closed || (this.current === undefined && now < this.retryAt)) {
       this.rowErrors++;
       return;
@@ -287,6 +291,19 @@ export class FeatureLog implements FeatureLogCounts {
     });
   }
 
+  /**
+   * How long the file task in progress (an open, a write, a stat, a close) has taken, 0 with none:
+   * one stuck in the kernel (a pipe no one reads, a hung NFS mount) never ends.
+   */
+  fileTaskMs(): number {
+    return Number.isNaN(this.taskStartedAt) ? 0 : performance.now() - this.taskStartedAt;
+  }
+
+  /** Rows appended and not yet settled as written, failed or lost: what a process killed now loses. */
+  get rowsUnsettled(): number {
+    return this.rowsAppended - this.rowsWritten - this.rowErrors - this.rowsLost;
+  }
+
   /** Writes every row appended so far and closes the file. */
   async close(): Promise<void> {
     clearInterval(this.checkTimer);
@@ -300,7 +317,15 @@ export class FeatureLog implements FeatureLogCounts {
 
   private enqueue(task: () => Promise<void>): Promise<void> {
     // Every task settles its own rows; the catch keeps an unexpected failure from being an unhandled rejection.
-    this.queue = this.queue.then(task).catch((err: Error) => this.noteFailure(err));
+    const timed = async () => {
+      this.taskStartedAt = performance.now();
+      try {
+        await task();
+      } finally {
+        this.taskStartedAt = Number.NaN;
+      }
+    };
+    this.queue = this.queue.then(timed).catch((err: Error) => this.noteFailure(err));
     return this.queue;
   }
 
