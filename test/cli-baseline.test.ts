@@ -23,6 +23,20 @@ t.test('baseline on train.csv (+ test.csv) reproduces the committed baseline.jso
   t.ok(made.equals(expected), 'same bytes as models/diabetes/baseline.json');
 });
 
+t.test('the command models/iris/README.md gives reproduces the committed iris baseline.json byte for byte', async (t) => {
+  const irisDir = join(diabetesDir, '..', 'iris');
+  const readme = await readFile(join(irisDir, 'README.md'), 'utf8');
+  const command = /^node bin\/modelwatch\.js (baseline .*\\\n.*)$/m.exec(readme)?.[1];
+  t.ok(command, 'the README gives the command');
+  const out = join(await tempDir(t), 'baseline.json');
+  const args = command!.replace('\\\n', ' ').split(/\s+/).map((arg) => (arg === 'models/iris/baseline.json' ? out : arg));
+  const result = await runCli(args);
+  t.equal(result.code, 0, result.stderr);
+  t.equal(result.stdout, `wrote ${out}: classification baseline, 120 rows, 4 features, classes setosa, versicolor, virginica, accuracy 0.933\n`);
+  const [made, expected] = await Promise.all([readFile(out), readFile(join(irisDir, 'baseline.json'))]);
+  t.ok(made.equals(expected), 'same bytes as models/iris/baseline.json');
+});
+
 t.test('committed baseline: binary sex has one edge and two bins; every feature\'s ratios sum to 1', async (t) => {
   const baseline = JSON.parse(await readFile(committed, 'utf8')) as Omit<Baseline, 'features'> & { features: NumericFeatureBaseline[] };
   t.equal(baseline.rows, 353);
