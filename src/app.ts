@@ -63,7 +63,7 @@ export async function buildApp(config: ServeConfig, options: AppOptions = {}): P
     childLoggerFactory: deferredChildLogger,
     // Input is validated exactly as sent: no coercion of "12" to 12, no silent dropping of unknown keys.
     // allowUnionTypes: a classifier's label is a class name or an integer class, one type list.
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false, allowUnionTypes: true } },
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false, allowUnionTypes: true, ownProperties: true } },
   }) as unknown as FastifyInstance;
   if (web.main) secureServer(app, web.main);
   if (config.upstream === '' && config.coalesceRows > 0) {

@@ -99,7 +99,7 @@ async function baselineCommand(argv: string[]): Promise<number> {
     data: { type: 'string' }, model: { type: 'string' }, target: { type: 'string' }, 'eval-data': { type: 'string' },
     name: { type: 'string' }, version: { type: 'string' }, bins: { type: 'string' }, out: { type: 'string' }, task: { type: 'string' }, classes: { type: 'string' },
     'prediction-bounds': { type: 'string' }, 'prediction-column': { type: 'string' }, features: { type: 'string' }, ignore: { type: 'string' },
-    'max-categories': { type: 'string' }, nullable: { type: 'string' },
+    'max-categories': { type: 'string' }, nullable: { type: 'string' }, categorical: { type: 'string' },
   });
   const task = v.task as string | undefined;
   if (task !== undefined && task !== 'regression' && task !== 'classification') {
@@ -131,6 +131,7 @@ async function baselineCommand(argv: string[]): Promise<number> {
     predictionBounds: boundsOption(v['prediction-bounds'] as string | undefined),
     maxCategories: numberOption('max-categories', v['max-categories'] as string | undefined, 20, (n) => Number.isInteger(n) && n >= 1 && n <= MAX_DISTINCT_CATEGORIES, `an integer from 1 to ${MAX_DISTINCT_CATEGORIES}`),
     nullable: listOption('nullable', v.nullable as string | undefined, 1, 'column names', 'age,bmi'),
+    categorical: listOption('categorical', v.categorical as string | undefined, 1, 'column names', 'colour,zone'),
   });
   await writeFile(v.out as string, `${JSON.stringify(baseline, null, 2)}\n`);
   const summary =

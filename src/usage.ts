@@ -9,7 +9,7 @@ export const commandUsage = {
                       [--eval-data FILE.csv] [--name NAME] [--version V] [--bins 10]
                       [--task regression|classification] [--classes a,b,c]
                       [--features a,b,c | --ignore id,ts] [--prediction-bounds lo,hi]
-                      [--max-categories 20] [--nullable a,b] --out baseline.json`,
+                      [--max-categories 20] [--nullable a,b] [--categorical a,b] --out baseline.json`,
   'check-csv': `  modelwatch check-csv [--file feature_log.csv (env)] [--model-dir models/diabetes (env)] [--last 10]
                       [--threshold 0.2] [--min-z 3] [--fail-on-drift]`,
   simulate: `  modelwatch simulate [--url http://127.0.0.1:8080 (env)] [--requests 10] [--drift 0.3] [--features bmi,bp]

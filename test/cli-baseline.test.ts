@@ -115,7 +115,13 @@ t.test('an empty feature cell is a missing value: the feature becomes nullable, 
   const dir = await tempDir(t);
   const out = join(dir, 'baseline.json');
   const file = await csvWith(dir, 'missing.csv', ['62,2,,101,221,156.4,35,6,4.9972,103,180', '50,1,23,90,200,120,40,4,4.5,90,100']);
-  const result = await runCli(baselineArgs(file, out));
+  // The diabetes model has no imputer: it predicts NaN for the row, and a baseline of it would be none.
+  const noImputer = await runCli(baselineArgs(file, out));
+  t.equal(noImputer.code, 1);
+  t.equal(noImputer.stderr, `modelwatch baseline: MW_ERR_DATA_INVALID ${file}: line 3: the model predicts NaN for it, which has an empty cell: the model does not impute missing values; fill them in, or give the model an imputer; a baseline needs finite predictions\n`);
+  await t.rejects(readFile(out), { code: 'ENOENT' }, 'no baseline written');
+  // A model served elsewhere, its predictions in a column, takes the empty cell as it comes.
+  const result = await runCli(['baseline', '--data', file, '--prediction-column', 'target', '--out', out]);
   t.equal(result.code, 0, result.stderr);
   const { features } = JSON.parse(await readFile(out, 'utf8')) as { features: NumericFeatureBaseline[] };
   const bmi = features.find((f) => f.name === 'bmi')!;

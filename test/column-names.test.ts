@@ -15,17 +15,30 @@ import { postJson } from './helpers/sidecar.js';
 const names = ['sepal length (cm)', 'a.b', '温度 °C', 'back\\slash', 'comma, name', "it's"];
 const csvCell = (name: string) => (/[",]/.test(name) ? `"${name.replace(/"/g, '""')}"` : name);
 
-async function modelDir(t: Test) {
+async function modelDir(t: Test, columns: readonly string[] = names) {
   const dir = await tempDir(t);
   const random = mulberry32(3);
-  const rows = Array.from({ length: 80 }, () => names.map(() => Math.round(random() * 1000) / 100));
-  const lines = [[...names, 'target'].map(csvCell).join(','), ...rows.map((row) => [...row, Math.round(random() * 100)].join(','))];
+  const rows = Array.from({ length: 80 }, () => columns.map(() => Math.round(random() * 1000) / 100));
+  const lines = [[...columns, 'target'].map(csvCell).join(','), ...rows.map((row) => [...row, Math.round(random() * 100)].join(','))];
   await writeFile(join(dir, 'train.csv'), `${lines.join('\n')}\n`);
-  await writeFile(join(dir, 'model.onnx'), encodeLinearOnnx({ weights: names.map((_, i) => i + 1), bias: 2 }));
+  await writeFile(join(dir, 'model.onnx'), encodeLinearOnnx({ weights: columns.map((_, i) => i + 1), bias: 2 }));
   const result = await runCli(['baseline', '--data', join(dir, 'train.csv'), '--model', join(dir, 'model.onnx'), '--target', 'target', '--name', 'names', '--out', join(dir, 'baseline.json')]);
   t.equal(result.stderr, '', 'baseline accepts every name');
   return { dir, rows };
 }
+
+t.test('names every object inherits (constructor, toString) are features like any other: a missing one is missing_feature', async (t) => {
+  const inherited = ['constructor', 'toString', 'valueOf'];
+  const { dir, rows } = await modelDir(t, inherited);
+  const { app } = await testApp(t, ['--model-dir', dir]);
+  const named = await predict(app, { features: Object.fromEntries(inherited.map((name, i) => [name, rows[0]![i]])) });
+  t.equal(named.statusCode, 200, named.body);
+  t.equal(named.json().prediction, (await predict(app, { features: rows[0] })).json().prediction, 'named as positional');
+  const missing = await predict(app, { features: { toString: rows[0]![1], valueOf: rows[0]![2] } });
+  t.equal(missing.statusCode, 400);
+  t.equal(missing.json().message, 'body.features is missing feature "constructor"; expected constructor, toString, valueOf', 'not taken for the function every object has');
+  t.equal(sample(await scrape(app), 'model_invalid_inputs_total{model="names",version="1",reason="missing_feature"}'), 1);
+});
 
 t.test('any column name works in named JSON, V2, the feature log, check-csv and the metrics', async (t) => {
   const { dir, rows } = await modelDir(t);

@@ -5,6 +5,8 @@ import { mulberry32 } from '../random.js';
 import { ConfigInvalidError, DataInvalidError } from '../errors.js';
 import {
   defaultPredictionBounds,
+  OTHER_CATEGORY,
+  UNSEEN_CATEGORY,
   featureNameProblem,
   LOW_CONFIDENCE,
   type Baseline,
@@ -45,6 +47,8 @@ export interface BaselineOptions {
   maxCategories?: number;
   /** Features a request may send null for, though the training data has no empty cell in them. */
   nullable?: readonly string[];
+  /** Features counted by category, for a baseline without a model (whose inputs say it otherwise). */
+  categorical?: readonly string[];
   /** A regression's outlier bounds; by default defaultPredictionBounds of the training predictions. */
   predictionBounds?: PredictionBounds;
 }
@@ -61,6 +65,11 @@ interface ColumnKind {
   categorical: boolean;
   /** An int64 input: integers only, never missing. */
   integer: boolean;
+  /**
+   * Categorical without a model to say what its values are: integers when every training value
+   * is one written as JSON writes it (3, not 03 nor 3.0), else strings, as requests must send them.
+   */
+  valuesFromData?: boolean;
 }
 
 function columnKinds(model: OnnxModel): ColumnKind[] {
@@ -149,6 +158,7 @@ async function* batches(file: string, layout: Layout, kinds: readonly ColumnKind
     targets: new Array<number | string>(),
     predicted: new Array<number | string>(),
     lines: new Array<number>(),
+    width,
     rows: 0,
   });
   let batch = fresh();
@@ -210,7 +220,7 @@ const smoothedShares = (counts: Float64Array, n: number) => Array.from(counts, (
 
 /** What the training data's predictions look like, for the task's baseline. */
 interface PredictionSummary {
-  add(answer: Answer, rows: number): void;
+  add(answer: Answer, batch: Batch, file: string): void;
 }
 
 class RegressionSummary implements PredictionSummary {
@@ -218,8 +228,15 @@ class RegressionSummary implements PredictionSummary {
   constructor(sampleSize: number, random: () => number) {
     this.stats = new ColumnStats(sampleSize, random);
   }
-  add(answer: Answer, rows: number): void {
-    for (let r = 0; r < rows; r++) this.stats.add((answer as RegressionAnswer).values[r]!);
+  add(answer: Answer, batch: Batch, file: string): void {
+    for (let r = 0; r < batch.rows; r++) {
+      const v = (answer as RegressionAnswer).values[r]!;
+      if (!Number.isFinite(v)) {
+        const missing = batch.features.subarray(r * batch.width, (r + 1) * batch.width).some(Number.isNaN);
+        throw new DataInvalidError(file, `line ${batch.lines[r]}: the model predicts ${v} for it${missing ? ', which has an empty cell: the model does not impute missing values; fill them in, or give the model an imputer' : ''}; a baseline needs finite predictions`);
+      }
+      this.stats.add(v);
+    }
   }
   baseline() {
     const s = this.stats;
@@ -237,9 +254,9 @@ class ClassSummary implements PredictionSummary {
   constructor(private readonly classes: readonly string[]) {
     this.counts = new Float64Array(classes.length);
   }
-  add(answer: Answer, rows: number): void {
+  add(answer: Answer, batch: Batch): void {
     const { classes, probabilities } = answer as ClassificationAnswer;
-    for (let r = 0; r < rows; r++) {
+    for (let r = 0; r < batch.rows; r++) {
       this.rows++;
       if (classes[r]! >= 0) this.counts[classes[r]!]!++;
       const top = probabilities === undefined ? Number.NaN : confidence(probabilities, r, this.classes.length);
@@ -262,13 +279,21 @@ class ClassSummary implements PredictionSummary {
 /** Counts of a categorical column's values, bounded by MAX_DISTINCT_CATEGORIES. */
 class CategoryCounts {
   readonly counts = new Map<string, number>();
-  add(file: string, name: string, v: string | number): void {
+  add(file: string, name: string, v: string | number, line: number): void {
     const key = String(v);
     const n = this.counts.get(key);
+    if (n === undefined && (key === OTHER_CATEGORY || key === UNSEEN_CATEGORY)) {
+      throw new DataInvalidError(file, `line ${line}, column "${name}": the value ${key} is the name modelwatch gives ${key === OTHER_CATEGORY ? 'the categories pooled in training' : 'values never seen in training'}; rename it in the data`);
+    }
     if (n === undefined && this.counts.size === MAX_DISTINCT_CATEGORIES) {
       throw new DataInvalidError(file, `column "${name}" has more than ${MAX_DISTINCT_CATEGORIES} distinct values: an identifier rather than a category; leave it out of the features`);
     }
     this.counts.set(key, (n ?? 0) + 1);
+  }
+
+  /** Whether every value is an integer as JSON writes it, so requests can send it as a number. */
+  allIntegers(): boolean {
+    return [...this.counts.keys()].every((key) => /^-?\d+$/.test(key) && Number.isSafeInteger(Number(key)) && String(Number(key)) === key);
   }
 
   /** The top `max` by count (ties by name), the rest pooled, shares smoothed as CategoricalFeatureBaseline says. */
@@ -316,8 +341,11 @@ async function modelPredictor(options: BaselineOptions, modelFile: string, names
  */
 function columnPredictor(options: BaselineOptions, names: readonly string[]): Predictor {
   const task = options.task ?? (options.classes ? 'classification' : 'regression');
-  // Without a model no input says a feature is categorical: every feature is a number.
-  const kinds = names.map(() => ({ categorical: false, integer: false }));
+  // Without a model no input says a feature is categorical: --categorical does, else it is a number.
+  const categorical = options.categorical ?? [];
+  const unknown = categorical.filter((name) => !names.includes(name));
+  if (unknown.length > 0) throw new ConfigInvalidError(`--categorical ${unknown.join(',')}`, `names no feature of ${options.data}; its features are ${names.join(', ')}`);
+  const kinds = names.map((name) => (categorical.includes(name) ? { categorical: true, integer: false, valuesFromData: true } : { categorical: false, integer: false }));
   if (task === 'regression') return { task, classes: [], kinds, predict: async (batch) => ({ task, values: batch.predicted as number[] }), close: async () => {} };
   const classes = options.classes;
   if (!classes) throw new ConfigInvalidError('--classes', 'is required for a classifier\'s --prediction-column: the class names, in the order of the probabilities the model server answers, e.g. --classes setosa,versicolor,virginica');
@@ -349,6 +377,9 @@ export async function buildBaseline(options: BaselineOptions): Promise<Baseline>
   const width = names.length;
   const unknown = (options.nullable ?? []).filter((name) => !names.includes(name));
   if (unknown.length > 0) throw new ConfigInvalidError(`--nullable ${unknown.join(',')}`, `names no feature of ${options.data}; its features are ${names.join(', ')}`);
+  if (options.modelFile !== undefined && options.categorical) {
+    throw new ConfigInvalidError('--categorical', 'applies to --prediction-column only: with --model, the model\'s inputs say which features are categorical (a string input, or an int64 input the graph one-hot encodes)');
+  }
   const model = options.modelFile === undefined ? columnPredictor(options, names) : await modelPredictor(options, options.modelFile, names);
   try {
     const classifier = model.task === 'classification';
@@ -365,14 +396,14 @@ export async function buildBaseline(options: BaselineOptions): Promise<Baseline>
     let scalarCount = 0;
     let rows = 0;
     for await (const batch of batches(options.data, cols, kinds, text)) {
-      summary.add(await model.predict(batch, options.data), batch.rows);
+      summary.add(await model.predict(batch, options.data), batch, options.data);
       // Row by row, as the scalar mean has always been summed: the same order gives the same bits.
       for (let r = 0; r < batch.rows; r++) {
         for (let f = 0; f < width; f++) {
           const counts = categoryCounts[f];
           const v = counts ? batch.categorical[f]![r]! : batch.features[r * width + f]!;
           if (v === null || (typeof v === 'number' && Number.isNaN(v))) missing[f]!++;
-          else if (counts) counts.add(options.data, names[f]!, v);
+          else if (counts) counts.add(options.data, names[f]!, v, batch.lines[r]!);
           else {
             featureStats[f]!.add(v as number);
             scalarSum += v as number;
@@ -410,7 +441,10 @@ export async function buildBaseline(options: BaselineOptions): Promise<Baseline>
         throw new ConfigInvalidError(`--nullable ${name}`, `the model's input for "${name}" is int64, which cannot carry a missing value (int64 has no NaN)`);
       }
       const categories = categoryCounts[f];
-      if (categories) return { name, kind: 'categorical', values: kinds[f]!.integer ? 'integer' : 'string', ...categories.baseline(maxCategories), ...missingness };
+      if (categories) {
+        const integer = kinds[f]!.integer || (kinds[f]!.valuesFromData === true && categories.allIntegers());
+        return { name, kind: 'categorical', values: integer ? 'integer' : 'string', ...categories.baseline(maxCategories), ...missingness };
+      }
       const s = featureStats[f]!;
       return { name, mean: s.mean, stddev: s.stddev, min: s.min, max: s.max, bin_edges: edges[f]!, bin_ratios: Array.from(counts[f]!, (c) => c / present), ...missingness };
     });
