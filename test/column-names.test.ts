@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import type { Baseline, NumericFeatureBaseline } from '../src/model/baseline.js';
 import { encodeLinearOnnx } from '../src/model/onnx-linear.js';
+import { encodeModel, initializer, node, tensorInfo } from '../models/onnx-build.js';
 import { mulberry32 } from '../src/random.js';
 import { eventually, predict, sample, scrape, tempDir, testApp } from './helpers/app.js';
 import { requireBinary, runBinary } from './helpers/binaries.js';
@@ -26,6 +27,44 @@ async function modelDir(t: Test, columns: readonly string[] = names) {
   t.equal(result.stderr, '', 'baseline accepts every name');
   return { dir, rows };
 }
+
+t.test('a model with one input per column, named as sklearn and users name columns (a double one too): named JSON, V2 tensors by name and the labels', async (t) => {
+  const columns = ['sepal length (cm)', '温度 °C.x\\y', "colour score, it's"];
+  const dir = await tempDir(t);
+  // As skl2onnx converts a DataFrame: [N, 1] per column, concatenated; the double one cast to float.
+  await writeFile(join(dir, 'model.onnx'), encodeModel({
+    name: 'per_column',
+    nodes: [
+      node('Cast', [columns[1]!], ['as_float'], 'Cast', [{ name: 'to', type: 2, i: 1 }]),
+      node('Concat', [columns[0]!, 'as_float', columns[2]!], ['merged'], 'Concat', [{ name: 'axis', type: 2, i: 1 }]),
+      node('MatMul', ['merged', 'W'], ['variable'], 'MatMul'),
+    ],
+    inputs: [tensorInfo(columns[0]!, 'float', [null, 1]), tensorInfo(columns[1]!, 'double', [null, 1]), tensorInfo(columns[2]!, 'float', [null, 1])],
+    outputs: [tensorInfo('variable', 'float', [null, 1])],
+    initializers: [initializer('W', 'float', [3, 1], [1, 2, 4])],
+    opsets: { '': 21 },
+    producer: 'column-names.test.ts',
+  }));
+  const random = mulberry32(5);
+  const rows = Array.from({ length: 60 }, () => columns.map(() => Math.round(random() * 400) / 4));
+  await writeFile(join(dir, 'train.csv'), `${[columns.map(csvCell).join(','), ...rows.map((row) => row.join(','))].join('\n')}\n`);
+  const built = await runCli(['baseline', '--data', join(dir, 'train.csv'), '--model', join(dir, 'model.onnx'), '--name', 'percol', '--out', join(dir, 'baseline.json')]);
+  t.equal(built.code, 0, built.stderr);
+  const { app } = await testApp(t, ['--model-dir', dir]);
+  const row = [1.5, 2.25, 10];
+  const expected = row[0]! + 2 * row[1]! + 4 * row[2]!;
+  const named = await predict(app, { features: Object.fromEntries(columns.map((name, i) => [name, row[i]])) });
+  t.equal(named.statusCode, 200, named.body);
+  t.equal(named.json().prediction, expected, 'named JSON');
+  t.equal((await predict(app, { features: row })).json().prediction, expected, 'positional JSON');
+  const v2 = await postJson(app, '/v2/models/percol/infer', {
+    inputs: columns.map((name, i) => ({ name, shape: [1, 1], datatype: i === 1 ? 'FP64' : 'FP32', data: [row[i]] })).reverse(),
+  });
+  t.equal(v2.statusCode, 200, v2.body);
+  t.same(v2.json().outputs[0].data, [expected], 'V2 tensors found by name, in any order');
+  const m = await scrape(app);
+  t.equal(sample(m, 'model_feature_mean{model="percol",version="1",feature="温度 °C.x\\\\y"}'), 2.25, 'its three rows, each 2.25, under the label with its backslash escaped');
+});
 
 t.test('names every object inherits (constructor, toString) are features like any other: a missing one is missing_feature', async (t) => {
   const inherited = ['constructor', 'toString', 'valueOf'];
