@@ -36,7 +36,7 @@ print('| run | storm answers | shed (counted) | p99 ms /healthz | /readyz | /met
 print('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 try {
   for (let run = 1; run <= num('runs'); run++) {
-    const server = await startServer('modelwatch', 'src/cli.ts', ['serve', '--csv', join(work, `storm-${run}.csv`), '--log-level', 'warn', ...serveFlags]);
+    const server = await startServer('modelwatch', 'src/main.ts', ['serve', '--csv', join(work, `storm-${run}.csv`), '--log-level', 'warn', ...serveFlags]);
     const r = await overload(server, body!, num('connections'), num('seconds'), rows[0]!).finally(() => server.stop());
     const p = (name: string) => r.probes[name]!;
     const answers = Object.entries(r.storm.statuses).map(([code, n]) => `${n} x ${code}`).join(', ') + (r.storm.errors ? `, ${r.storm.errors} errors` : '');
