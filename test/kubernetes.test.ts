@@ -2,22 +2,28 @@
 // two variants render with the real kubectl into the objects the README promises, with the alert
 // rules still passing every promtool test once taken back out of the rendered PrometheusRule.
 import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { dump, load, loadAll } from 'js-yaml';
 import t from 'tap';
 import { generatedManifests, RELEASE_LABEL } from '../scripts/kubernetes.js';
 import { parseServeConfig } from '../src/config.js';
 import { requireBinary, runBinary } from './helpers/binaries.js';
-import { root, tempDir } from './helpers/cli.js';
+import { freePort, root, tempDir } from './helpers/cli.js';
+import { testApp } from './helpers/app.js';
 
+interface Probe {
+  httpGet?: { path: string; host?: string };
+  exec?: { command: string[] };
+}
 interface Container {
   name: string;
   image: string;
   args: string[];
   env?: { name: string; value: string }[];
   resources?: { requests?: Record<string, string> };
-  livenessProbe?: { httpGet: { path: string } };
-  readinessProbe?: { httpGet: { path: string } };
+  livenessProbe?: Probe;
+  readinessProbe?: Probe;
   securityContext?: { allowPrivilegeEscalation?: boolean };
   ports?: { name: string; containerPort: number }[];
 }
@@ -77,8 +83,11 @@ t.test('the base: a sidecar next to a model server, its Service, ServiceMonitor,
     t.doesNotThrow(() => parseServeConfig(c.args.slice(1), env), `${c.name}: args and env are valid serve options`);
   }
   const sidecar = pod.containers[1]!;
-  t.equal(sidecar.livenessProbe?.httpGet.path, '/healthz');
-  t.equal(sidecar.readinessProbe?.httpGet.path, '/readyz');
+  t.equal(sidecar.livenessProbe?.httpGet?.path, '/healthz');
+  t.equal(sidecar.readinessProbe?.httpGet?.path, '/readyz');
+  for (const probe of pod.containers.flatMap((c) => [c.livenessProbe, c.readinessProbe])) {
+    t.equal(probe?.httpGet?.host, undefined, 'no HTTP probe names a host: the kubelet would probe its own node');
+  }
   t.match(sidecar.args, ['serve', '--upstream=http://127.0.0.1:9000']);
 
   const rule = objects.find((o) => o.kind === 'PrometheusRule')!;
@@ -101,12 +110,26 @@ t.test('the base: a sidecar next to a model server, its Service, ServiceMonitor,
   t.equal(dashboards.data!['modelwatch.json'], await readFile(join(root, 'grafana/dashboards/modelwatch.json'), 'utf8'));
 });
 
+t.test("the model server's probes, run as the kubelet runs them in its container: fail with no server, pass on a real one", async (t) => {
+  const [modelServer] = deployment(await render('deploy/kubernetes')).containers;
+  const { app } = await testApp(t);
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = app.server.address() as AddressInfo;
+  for (const [kind, probe] of [['readiness', modelServer!.readinessProbe], ['liveness', modelServer!.livenessProbe]] as const) {
+    const [command, ...args] = probe!.exec!.command;
+    t.equal(command, 'node', `${kind}: the image's node`);
+    const against = (to: number) => runBinary(process.execPath, args.map((a) => a.replace('127.0.0.1:9000', `127.0.0.1:${to}`)));
+    t.equal((await against(await freePort())).code, 1, `${kind}: exit 1 when nothing listens`);
+    t.equal((await against(port)).code, 0, `${kind}: exit 0 on a serving model server`);
+  }
+});
+
 t.test('standalone: one container running the model itself', async (t) => {
   const objects = await render('deploy/kubernetes/standalone');
   t.same(kinds(objects), BASE_OBJECTS);
   const pod = deployment(objects);
   t.same(pod.containers.map((c) => [c.name, c.args]), [['modelwatch', ['serve']]]);
-  t.equal(pod.containers[0]!.readinessProbe?.httpGet.path, '/readyz');
+  t.equal(pod.containers[0]!.readinessProbe?.httpGet?.path, '/readyz');
   t.equal(pod.enableServiceLinks, false);
 });
 
