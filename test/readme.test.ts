@@ -15,6 +15,13 @@ t.test('the README shows the two commands on its first screen', async (t) => {
   t.match(firstScreen, 'npm install && npm test');
 });
 
+t.test('the README and docs run the CLI as npx modelwatch, never through a module with tsx', async (t) => {
+  // src/cli.ts only exports the commands (src/main.ts is the entry): run with tsx it exits 0 having done nothing.
+  const texts = [readme, ...readdirSync(join(repoRoot, 'docs')).filter((f) => f.endsWith('.md')).map(doc)];
+  t.same(texts.flatMap((text) => text.split('\n').filter((line) => /tsx src\//.test(line))), [], 'no command runs a file of src/ with tsx');
+  t.ok(texts.some((text) => /^npx modelwatch baseline /m.test(text)), 'baseline, for one, is run as npx modelwatch');
+});
+
 t.test('the README options table is the one the code declares', async (t) => {
   const block = readme.split('<!-- options:start -->\n')[1]?.split('\n<!-- options:end -->')[0];
   t.equal(block, optionsTable());

@@ -23,7 +23,7 @@ export function expectedLines(script: string): RegExp[] {
 
 /**
  * Runs a bash script in `cwd`. As root (CI) it runs in a network namespace of its own: the
- * README's ports (8080, 8081) are then free whatever else runs on the machine, and nothing but
+ * README's ports (8080 to 8082) are then free whatever else runs on the machine, and nothing but
  * its loopback is reachable.
  */
 export function runIsolated(script: string, cwd: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<CliResult> {

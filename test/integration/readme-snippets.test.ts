@@ -1,7 +1,7 @@
 // The README's snippets that need nothing beyond 127.0.0.1, run as written against a real server
 // started as the README starts it (`npx modelwatch serve &` on 8080): the /observe Python client,
-// the classifier, PSI and Open Inference Protocol shell blocks. Each must print what its comments
-// say. The Quickstart has its own test (quickstart.test.ts), `modelwatch stack` too (stack.test.ts);
+// the classifier, PSI, Open Inference Protocol and authentication shell blocks. Each must print
+// what its comments say. The Quickstart has its own test (quickstart.test.ts), `modelwatch stack` too (stack.test.ts);
 // the rest need Docker, Kubernetes, root-owned paths or minutes of benchmarking.
 import { symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ const blocks = {
   classifier: codeBlock('## Classifiers', 'sh'),
   psi: codeBlock('## Distribution drift (PSI)', 'sh'),
   v2: codeBlock('## Open Inference Protocol (KServe V2)', 'sh'),
+  authentication: codeBlock('## Authentication', 'sh'),
 };
 
 t.test('the README snippets print what their comments say', { timeout: 120_000 }, async (t) => {
@@ -40,6 +41,8 @@ t.test('the README snippets print what their comments say', { timeout: 120_000 }
     blocks.psi,
     'printf "\\n=== v2\\n"',
     blocks.v2,
+    'printf "\\n=== authentication\\n"',
+    blocks.authentication,
     'printf "\\n=== end\\n"',
   ].join('\n');
   await writeFile(join(dir, 'snippets.sh'), `${script}\n`);
@@ -54,6 +57,12 @@ t.test('the README snippets print what their comments say', { timeout: 120_000 }
     t.equal(expected.length, 1, `the ${name} block shows one result`);
     for (const line of expected) t.match(section(name), line, `${name}: prints ${line.source}`);
   }
+  // A 401 without the token, then the observation taken with it, in that order (the server's own
+  // log lines, on the same terminal, come between).
+  const shown = expectedLines(blocks.authentication);
+  t.equal(shown.length, 2, 'the authentication block shows two results');
+  const at = shown.map((pattern) => section('authentication').search(pattern));
+  t.ok(at[0]! >= 0 && at[1]! > at[0]!, `authentication: prints ${shown.map((p) => p.source).join(' then ')}`, { output: section('authentication') });
   for (const feature of ['bmi', 's5']) {
     const psi = new RegExp(`^model_feature_psi\\{model="diabetes",version="1",feature="${feature}"\\} (\\S+)$`, 'm').exec(section('psi'))?.[1];
     t.ok(Number(psi) > 0.25, `the bimodal stream moves ${feature}'s PSI above the alert's 0.25 (got ${psi})`);
