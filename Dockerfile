@@ -44,6 +44,8 @@ COPY --chown=root:root package.json ./
 COPY --chown=root:root bin ./bin
 COPY --from=build --chown=root:root /app/dist ./dist
 COPY --chown=root:root models ./models
+# GET /prometheus/RUNBOOK.md serves it: every alert's runbook_url can point at the server itself.
+COPY --chown=root:root prometheus/RUNBOOK.md ./prometheus/RUNBOOK.md
 
 # The code is owned by root and read-only to the service; only the feature log directory is
 # writable by the unprivileged user that runs it.

@@ -15,6 +15,7 @@ import feedbackRoutes from './routes/feedback.js';
 import healthRoutes from './routes/health.js';
 import observeRoutes from './routes/observe.js';
 import predictRoutes from './routes/predict.js';
+import runbookRoutes from './routes/runbook.js';
 import v2Routes from './routes/v2.js';
 import { httpsOptions, secureServer, webConfigs } from './web-config.js';
 import { createWatch, openFeatureLog, type Watch, type WatchOptions } from './watch.js';
@@ -110,6 +111,7 @@ export async function buildApp(config: ServeConfig, options: AppOptions = {}): P
   guardAgainstOverload(app, config);
   boundJsonDepth(app);
   await app.register(healthRoutes);
+  await app.register(runbookRoutes);
   await serveMetrics(app, config, web.metrics);
   await app.register(predictRoutes);
   await app.register(feedbackRoutes);

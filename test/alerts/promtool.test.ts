@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { load } from 'js-yaml';
 import t, { type Test } from 'tap';
+import { RUNBOOK_PATH } from '../../src/routes/runbook.js';
+import { testApp } from '../helpers/app.js';
 import { requireBinary, runBinary } from '../helpers/binaries.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -195,9 +197,16 @@ t.test('alert contract', async (t) => {
     });
   }
 
-  t.test('prometheus.yml sets the runbook base every runbook_url starts with', async (t) => {
+  t.test('prometheus.yml sets the runbook base every runbook_url starts with: the server, which serves its own runbook there', async (t) => {
     const config = load(await readFile(join(promDir, 'prometheus.yml'), 'utf8')) as { global: { external_labels?: Record<string, string> } };
-    t.match(config.global.external_labels?.runbook_base, /^https:\/\/\S+[^/]$/, 'an absolute URL without a trailing slash');
+    t.equal(config.global.external_labels?.runbook_base, 'http://localhost:8080', 'where docker compose publishes modelwatch, and npm start listens');
+    const { app } = await testApp(t);
+    const page = await app.inject({ method: 'GET', url: RUNBOOK_PATH });
+    t.equal(page.statusCode, 200);
+    t.equal(page.headers['content-type'], 'text/markdown; charset=utf-8');
+    t.equal(page.body, runbook, `GET ${RUNBOOK_PATH} is prometheus/RUNBOOK.md`);
+    const dashboard = JSON.parse(await readFile(join(promDir, '../grafana/dashboards/modelwatch.json'), 'utf8')) as { links: { title: string; url: string }[] };
+    t.same(dashboard.links.map((l) => [l.title, l.url]), [['Runbook', `${config.global.external_labels?.runbook_base}${RUNBOOK_PATH}`]], "the dashboard's Runbook link is the alerts' runbook");
   });
 
   t.test('every alert name has at least one runbook section and no section is orphaned', async (t) => {
