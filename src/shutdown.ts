@@ -8,7 +8,8 @@ import type { FeatureLog } from './monitor/feature-log.js';
  * process past the deadline its orchestrator counts on; the feature log is flushed either way and
  * the process exits 0, saying how many connections were cut. A second signal exits at once: an
  * operator pressing Ctrl-C again wants out. A feature log that cannot flush (its write stuck in the
- * kernel) does not hold the process either: FLUSH_GRACE_MS after the deadline it exits 1 without it.
+ * kernel) does not hold the process either: FLUSH_GRACE_MS after the deadline it ends without it
+ * (by SIGKILL, see exitNow).
  *
  * Node closes idle keep-alive connections once, when the close begins; a request in flight then
  * leaves its connection idle and open after its answer, and a client that sends nothing more on it
@@ -41,7 +42,7 @@ export function stopOnSignals(app: FastifyInstance, timeoutMs: number): void {
   const stop = async (signal: NodeJS.Signals) => {
     const { featureLog } = app.watch;
     if (stopping) {
-      app.log.warn({ signal, rowsUnwritten: featureLog?.rowsUnsettled ?? 0 }, 'second signal: exiting now, without waiting for requests or flushing the feature log');
+      app.log.warn({ signal, rowsUnwritten: featureLog?.rowsUnwritten ?? 0 }, 'second signal: exiting now, without waiting for requests or flushing the feature log');
       return exitNow(1, featureLog);
     }
     stopping = true;
@@ -58,7 +59,7 @@ export function stopOnSignals(app: FastifyInstance, timeoutMs: number): void {
     }, timeoutMs);
     const gaveUp = setTimeout(() => {
       app.log.error(
-        { timeoutMs, graceMs: FLUSH_GRACE_MS, rowsUnwritten: featureLog?.rowsUnsettled ?? 0, fileTaskMs: Math.round(featureLog?.fileTaskMs() ?? 0) },
+        { timeoutMs, graceMs: FLUSH_GRACE_MS, rowsUnwritten: featureLog?.rowsUnwritten ?? 0, fileTaskMs: Math.round(featureLog?.fileTaskMs() ?? 0) },
         `stopping: the feature log did not flush within ${FLUSH_GRACE_MS} ms after --shutdown-timeout-ms; exiting without it, its unwritten rows are lost`,
       );
       exitNow(1, featureLog);

@@ -300,7 +300,7 @@ export class FeatureLog implements FeatureLogCounts {
   }
 
   /** Rows appended and not yet settled as written, failed or lost: what a process killed now loses. */
-  get rowsUnsettled(): number {
+  get rowsUnwritten(): number {
     return this.rowsAppended - this.rowsWritten - this.rowErrors - this.rowsLost;
   }
 
